@@ -1,0 +1,25 @@
+# The two README commands: `make demo` runs the main job, `make test` the whole suite.
+.PHONY: venv demo test lint typecheck pytest openapi
+
+VENV := .venv/bin
+
+venv:
+	@bash scripts/venv.sh
+
+demo: venv
+	$(VENV)/morphml demo
+
+lint: venv
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+typecheck: venv
+	$(VENV)/mypy
+
+pytest: venv
+	$(VENV)/pytest -q
+
+test: lint typecheck pytest
+
+openapi: venv
+	$(VENV)/python -m server.openapi > openapi.json

@@ -1,0 +1,84 @@
+"""The optimizer interface: asynchronous ask/tell with JSON-serialisable state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from morphml.architecture import Architecture
+from morphml.errors import MorphMLError
+
+
+class OptimizerError(MorphMLError):
+    """Unknown optimizer, bad parameters, or a call the optimizer cannot serve."""
+
+
+class Outcome(StrEnum):
+    """How an evaluation ended, as told back to the optimizer."""
+
+    COMPLETED = "completed"
+    """Finished; its metrics are final."""
+    FAILED = "failed"
+    """Crashed or ran out of attempts; metrics may be missing."""
+    PRUNED = "pruned"
+    """Stopped early by a pruner; metrics are the last intermediate ones."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named metric and whether bigger is better."""
+
+    metric: str
+    direction: str = "maximize"
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("maximize", "minimize"):
+            raise OptimizerError(f"objectives.direction: 'maximize' or 'minimize', got {self.direction!r}")
+
+    def sign(self) -> float:
+        """+1 for maximize, -1 for minimize: multiply to turn any objective into a maximisation."""
+        return 1.0 if self.direction == "maximize" else -1.0
+
+
+@dataclass
+class Candidate:
+    """What an optimizer proposes: an architecture and an optional budget (fidelity, e.g. epochs).
+
+    `meta` is the optimizer's own bookkeeping (e.g. an ASHA rung); it must be JSON-able and is
+    handed back unchanged with `tell`.
+    """
+
+    architecture: Architecture
+    budget: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identity within one optimizer run: architecture hash and budget."""
+        return f"{self.architecture.hash}@{self.budget}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"architecture": self.architecture.to_dict(), "budget": self.budget, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        return cls(Architecture.from_dict(data["architecture"]), data.get("budget"), dict(data.get("meta") or {}))
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    """Ask/tell. `ask` may be called while earlier candidates are in flight; `tell` may come in
+    any order and must be called for failed and pruned candidates too (metrics may be None).
+    `state_dict()` is plain JSON; a fresh optimizer given it continues exactly as the original.
+    """
+
+    def ask(self, n: int = 1) -> list[Candidate]: ...
+
+    def tell(
+        self, candidate: Candidate, metrics: dict[str, float] | None, outcome: Outcome = Outcome.COMPLETED
+    ) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
