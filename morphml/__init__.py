@@ -2,7 +2,16 @@
 
 from morphml.architecture import Architecture, Node
 from morphml.errors import ArchitectureError, MorphMLError, SpaceError
-from morphml.space import CellSpace, Choice, FloatRange, IntRange, Layer, SearchSpace, Space, space_from_dict
+from morphml.space import (
+    CellSpace,
+    Choice,
+    FloatRange,
+    IntRange,
+    Layer,
+    SearchSpace,
+    Space,
+    space_from_dict,
+)
 
 __version__ = "0.1.0"
 

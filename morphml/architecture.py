@@ -1,4 +1,4 @@
-"""Architectures: a validated DAG of typed nodes with concrete parameters, its shapes, size and hash."""
+"""Architectures: a validated DAG of typed nodes with concrete parameters; shapes, size, hash."""
 
 from __future__ import annotations
 

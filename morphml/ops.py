@@ -1,4 +1,4 @@
-"""The node vocabulary of architectures: each op's parameters, shape rule, parameter count and FLOPs.
+"""The node vocabulary of architectures: each op's parameters, shape rule, size and FLOPs.
 
 Shapes exclude the batch dimension: (C, H, W) for feature maps, (F,) for flat vectors.
 FLOPs are counted as multiply-accumulates (the NAS convention, e.g. NAS-Bench-201's "flops").
@@ -33,7 +33,9 @@ def _rate(value: Any) -> bool:
 
 
 def _shape(value: Any) -> bool:
-    return isinstance(value, list | tuple) and len(value) in (1, 3) and all(map(_positive_int, value))
+    return (
+        isinstance(value, list | tuple) and len(value) in (1, 3) and all(map(_positive_int, value))
+    )
 
 
 def _optional_positive_int(value: Any) -> bool:
@@ -91,12 +93,12 @@ def _conv_shape(shapes: list[Shape], p: Params) -> Shape:
 
 
 def _conv_params(shapes: list[Shape], p: Params) -> int:
-    cin = shapes[0][0]
-    return cin * p["kernel_size"] ** 2 * p["filters"] + (p["filters"] if p["bias"] else 0)
+    cin, k, filters = shapes[0][0], int(p["kernel_size"]), int(p["filters"])
+    return cin * k * k * filters + (filters if p["bias"] else 0)
 
 
 def _conv_flops(shapes: list[Shape], p: Params, out: Shape) -> int:
-    return shapes[0][0] * p["kernel_size"] ** 2 * math.prod(out)
+    return shapes[0][0] * int(p["kernel_size"]) ** 2 * math.prod(out)
 
 
 def _pool_shape(op: str) -> Callable[[list[Shape], Params], Shape]:
@@ -145,8 +147,16 @@ _POOL = {
     "stride": ParamRule(None, _optional_positive_int, "a positive int or null (= pool_size)"),
     "padding": ParamRule(0, _non_negative_int, "an int >= 0"),
 }
-_DENSE_PARAMS: Callable[[list[Shape], Params], int] = lambda s, p: s[0][0] * p["units"] + p["units"]
-_DENSE_FLOPS: Callable[[list[Shape], Params, Shape], int] = lambda s, p, o: s[0][0] * p["units"]
+
+
+def _dense_params(shapes: list[Shape], p: Params) -> int:
+    units = int(p["units"])
+    return shapes[0][0] * units + units
+
+
+def _dense_flops(shapes: list[Shape], p: Params, out: Shape) -> int:
+    return shapes[0][0] * int(p["units"])
+
 
 OPS: dict[str, OpSpec] = {
     "input": OpSpec(
@@ -179,8 +189,8 @@ OPS: dict[str, OpSpec] = {
     "global_maxpool": OpSpec({}, _global_pool_shape("global_maxpool")),
     "dropout": OpSpec({"rate": ParamRule(0.5, _rate, "a number in [0, 1)")}, _same_shape),
     "flatten": OpSpec({}, _flatten_shape),
-    "dense": OpSpec({"units": _UNITS}, _dense_shape("dense"), _DENSE_PARAMS, _DENSE_FLOPS),
-    "output": OpSpec({"units": _UNITS}, _dense_shape("output"), _DENSE_PARAMS, _DENSE_FLOPS),
+    "dense": OpSpec({"units": _UNITS}, _dense_shape("dense"), _dense_params, _dense_flops),
+    "output": OpSpec({"units": _UNITS}, _dense_shape("output"), _dense_params, _dense_flops),
     "add": OpSpec({}, _add_shape, min_inputs=2, max_inputs=64),
     "zero": OpSpec({}, _same_shape),
 }

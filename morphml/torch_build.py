@@ -61,18 +61,27 @@ def _make(steps: list[Step]) -> nn.Module:
     return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
 
+def layer_names(architecture: Architecture) -> dict[str, str]:
+    """Attribute name of each node's layer, shared with the export so state dicts match."""
+    return {nid: f"{architecture.nodes[nid].op}_{i}" for i, nid in enumerate(architecture.order)}
+
+
 class DagModule(nn.Module):
-    """Runs an architecture's nodes in topological order."""
+    """Runs an architecture's nodes in topological order.
+
+    Layers are attributes named as in the exported source, so a state dict trained here loads
+    into the exported class unchanged.
+    """
 
     def __init__(self, architecture: Architecture) -> None:
         super().__init__()
         self.order = list(architecture.order)
         self.nodes = {nid: architecture.nodes[nid] for nid in self.order}
-        self.layers = nn.ModuleDict()
+        self.names = layer_names(architecture)
         for nid in self.order:
             steps = layer_steps(self.nodes[nid], architecture.input_shapes(nid))
             if steps:
-                self.layers[nid] = _make(steps)
+                self.add_module(self.names[nid], _make(steps))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {}
@@ -89,7 +98,7 @@ class DagModule(nn.Module):
             elif node.op == "zero":
                 values[nid] = torch.zeros_like(args[0])
             else:
-                values[nid] = self.layers[nid](args[0])
+                values[nid] = getattr(self, self.names[nid])(args[0])
         return values[self.order[-1]]
 
 
@@ -108,11 +117,11 @@ def _expression(steps: list[Step]) -> str:
 
 def export_source(architecture: Architecture, class_name: str = "Net") -> str:
     """Standalone source of a module class equal to `to_module()` (same layers, same order)."""
-    names, variables = {}, {}
-    for i, nid in enumerate(architecture.order):
-        op = architecture.nodes[nid].op
-        names[nid] = f"{op}_{i}"
-        variables[nid] = "x" if op == "input" else f"h{i}"
+    names = layer_names(architecture)
+    variables = {
+        nid: "x" if architecture.nodes[nid].op == "input" else f"h{i}"
+        for i, nid in enumerate(architecture.order)
+    }
     init, forward = [], []
     for nid in architecture.order:
         node = architecture.nodes[nid]

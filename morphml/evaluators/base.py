@@ -17,7 +17,9 @@ from morphml.architecture import Architecture
 from morphml.errors import MorphMLError
 
 Report: TypeAlias = Callable[[dict[str, float]], None]
-Evaluator: TypeAlias = Callable[[Architecture, float | None, dict[str, Any], Report], dict[str, float]]
+Evaluator: TypeAlias = Callable[
+    [Architecture, float | None, dict[str, Any], Report], dict[str, float]
+]
 
 
 class EvaluatorError(MorphMLError):
@@ -36,7 +38,9 @@ EVALUATOR_KINDS: dict[str, str] = {
 def get_evaluator(kind: str) -> Evaluator:
     target = EVALUATOR_KINDS.get(kind)
     if target is None:
-        raise EvaluatorError(f"evaluator.kind: unknown kind {kind!r}; known: {sorted(EVALUATOR_KINDS)}")
+        raise EvaluatorError(
+            f"evaluator.kind: unknown kind {kind!r}; known: {sorted(EVALUATOR_KINDS)}"
+        )
     module_name, _, function = target.partition(":")
     evaluator: Evaluator = getattr(importlib.import_module(module_name), function)
     return evaluator

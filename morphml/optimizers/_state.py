@@ -1,4 +1,4 @@
-"""Shared pieces of optimizer state: a JSON-able RNG and the set of architectures already proposed."""
+"""Shared pieces of optimizer state: a JSON-able RNG and the architectures already proposed."""
 
 from __future__ import annotations
 

@@ -34,7 +34,9 @@ class Objective:
 
     def __post_init__(self) -> None:
         if self.direction not in ("maximize", "minimize"):
-            raise OptimizerError(f"objectives.direction: 'maximize' or 'minimize', got {self.direction!r}")
+            raise OptimizerError(
+                f"objectives.direction: 'maximize' or 'minimize', got {self.direction!r}"
+            )
 
     def sign(self) -> float:
         """+1 for maximize, -1 for minimize: multiply to turn any objective into a maximisation."""
@@ -59,11 +61,19 @@ class Candidate:
         return f"{self.architecture.hash}@{self.budget}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"architecture": self.architecture.to_dict(), "budget": self.budget, "meta": self.meta}
+        return {
+            "architecture": self.architecture.to_dict(),
+            "budget": self.budget,
+            "meta": self.meta,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
-        return cls(Architecture.from_dict(data["architecture"]), data.get("budget"), dict(data.get("meta") or {}))
+        return cls(
+            Architecture.from_dict(data["architecture"]),
+            data.get("budget"),
+            dict(data.get("meta") or {}),
+        )
 
 
 @runtime_checkable
@@ -76,7 +86,10 @@ class Optimizer(Protocol):
     def ask(self, n: int = 1) -> list[Candidate]: ...
 
     def tell(
-        self, candidate: Candidate, metrics: dict[str, float] | None, outcome: Outcome = Outcome.COMPLETED
+        self,
+        candidate: Candidate,
+        metrics: dict[str, float] | None,
+        outcome: Outcome = Outcome.COMPLETED,
     ) -> None: ...
 
     def state_dict(self) -> dict[str, Any]: ...

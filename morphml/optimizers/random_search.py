@@ -30,7 +30,10 @@ class RandomSearch:
         return candidates
 
     def tell(
-        self, candidate: Candidate, metrics: dict[str, float] | None, outcome: Outcome = Outcome.COMPLETED
+        self,
+        candidate: Candidate,
+        metrics: dict[str, float] | None,
+        outcome: Outcome = Outcome.COMPLETED,
     ) -> None:
         self.seen.add(candidate.architecture.hash)
 

@@ -27,7 +27,9 @@ def make_optimizer(
     """Build the optimizer `name` over `space`; unknown names or parameters raise OptimizerError."""
     factory = OPTIMIZERS.get(name)
     if factory is None:
-        raise OptimizerError(f"optimizer.name: unknown optimizer {name!r}; known: {sorted(OPTIMIZERS)}")
+        raise OptimizerError(
+            f"optimizer.name: unknown optimizer {name!r}; known: {sorted(OPTIMIZERS)}"
+        )
     parsed = [_objective(o) for o in objectives]
     if not parsed:
         raise OptimizerError("objectives: give at least one objective")
@@ -35,7 +37,8 @@ def make_optimizer(
     unknown = set(params) - accepted
     if unknown:
         raise OptimizerError(
-            f"optimizer.params: {name} has no parameter {sorted(unknown)[0]!r}; it takes {sorted(accepted)}"
+            f"optimizer.params: {name} has no parameter {sorted(unknown)[0]!r}; "
+            f"it takes {sorted(accepted)}"
         )
     try:
         return factory(space, parsed, seed=seed, **params)

@@ -16,7 +16,15 @@ from morphml.space.base import Resolver, Space
 from morphml.space.domains import Choice, Domain
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-_FIELDS = ("name", "num_nodes", "ops", "input_shape", "stem_channels", "cells_per_stage", "num_classes")
+_FIELDS = (
+    "name",
+    "num_nodes",
+    "ops",
+    "input_shape",
+    "stem_channels",
+    "cells_per_stage",
+    "num_classes",
+)
 
 
 def edge_keys(num_nodes: int) -> list[str]:
@@ -37,7 +45,9 @@ class _Net:
 
     def relu_conv_bn(self, x: str, channels: int, kernel: int, stride: int = 1) -> str:
         x = self.add("activation", (x,), fn="relu")
-        x = self.add("conv2d", (x,), filters=channels, kernel_size=kernel, stride=stride, bias=False)
+        x = self.add(
+            "conv2d", (x,), filters=channels, kernel_size=kernel, stride=stride, bias=False
+        )
         return self.add("batchnorm", (x,))
 
     def edge(self, op: str, x: str, channels: int) -> str | None:
@@ -144,7 +154,9 @@ class CellSpace(Space):
         config: dict[str, str] = {}
         parts = text.strip().split("+")
         if len(parts) != self.num_nodes - 1:
-            raise SpaceError(f"genotype: expected {self.num_nodes - 1} '+'-separated nodes: {text!r}")
+            raise SpaceError(
+                f"genotype: expected {self.num_nodes - 1} '+'-separated nodes: {text!r}"
+            )
         for j, part in enumerate(parts, start=1):
             edges = [e for e in part.strip("|").split("|") if e]
             if len(edges) != j:

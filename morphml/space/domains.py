@@ -1,4 +1,4 @@
-"""Value domains of a search space's decision variables: categorical choices and int/float ranges."""
+"""Domains of a search space's decision variables: categorical choices and int/float ranges."""
 
 from __future__ import annotations
 

@@ -52,7 +52,9 @@ class SearchSpace(Space):
         if not isinstance(first, LayerSpec) or first.op != "input":
             raise SpaceError("layers[0]: a search space must start with Layer.input(shape=...)")
         if not isinstance(last, LayerSpec) or last.op != "output" or last.optional:
-            raise SpaceError(f"layers[{len(self.layers) - 1}]: must end with Layer.output(units=...)")
+            raise SpaceError(
+                f"layers[{len(self.layers) - 1}]: must end with Layer.output(units=...)"
+            )
         for index, layer in enumerate(self.layers[1:-1], start=1):
             if isinstance(layer, LayerSpec) and layer.op in ("input", "output"):
                 raise SpaceError(f"layers[{index}]: {layer.op} may only be the first/last layer")
