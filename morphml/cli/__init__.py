@@ -1,0 +1,1 @@
+"""The `morphml` command line."""

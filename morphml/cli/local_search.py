@@ -1,0 +1,76 @@
+"""A small local search: sample architectures, build them, score them, export the best.
+
+This is what `morphml demo --local` runs: one process, no server. It exercises the whole core
+(space -> optimizer -> architecture -> torch module -> evaluator -> exported source).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from morphml import Architecture, Layer, SearchSpace
+from morphml.evaluators import get_evaluator
+from morphml.optimizers import Candidate, Outcome, make_optimizer
+
+
+def demo_space() -> SearchSpace:
+    """The CNN space of DESIGN.md, for 28x28 grey images."""
+    return SearchSpace("cnn").add_layers(
+        Layer.input(shape=(1, 28, 28)),
+        Layer.conv2d(filters=[16, 32, 64], kernel_size=[3, 5]),
+        Layer.batchnorm(optional=True),
+        Layer.activation(["relu", "gelu", "silu"]),
+        Layer.maxpool(pool_size=2),
+        Layer.conv2d(filters=[32, 64], kernel_size=3, optional=True),
+        Layer.relu(),
+        Layer.flatten(),
+        Layer.dense(units=[64, 128, 256]),
+        Layer.dropout(rate=[0.0, 0.25], optional=True),
+        Layer.output(units=10),
+    )
+
+
+@dataclass
+class Scored:
+    architecture: Architecture
+    metrics: dict[str, float]
+    seconds: float
+
+
+def run_local_search(
+    evaluations: int,
+    evaluator: str,
+    evaluator_params: dict[str, Any],
+    metric: str,
+    seed: int,
+) -> list[Scored]:
+    """Ask/tell loop in this process; returns every evaluation, best first."""
+    space = demo_space()
+    objectives = [{"metric": metric, "direction": "maximize"}]
+    optimizer = make_optimizer("random", space, objectives=objectives, seed=seed)
+    evaluate = get_evaluator(evaluator)
+    results: list[Scored] = []
+    for _ in range(evaluations):
+        asked = optimizer.ask(1)
+        if not asked:
+            break
+        results.append(_score(asked[0], evaluate, evaluator_params, optimizer.tell))
+    return sorted(results, key=lambda r: r.metrics.get(metric, float("-inf")), reverse=True)
+
+
+def _score(candidate: Candidate, evaluate: Any, params: dict[str, Any], tell: Any) -> Scored:
+    start = time.perf_counter()
+    metrics = evaluate(candidate.architecture, candidate.budget, params, lambda m: None)
+    tell(candidate, metrics, Outcome.COMPLETED)
+    return Scored(candidate.architecture, metrics, time.perf_counter() - start)
+
+
+def write_best(best: Architecture, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "best_model.py"
+    path.write_text(best.to_pytorch_source("BestNet"))
+    (out_dir / "best_architecture.json").write_text(best.to_json())
+    return path
