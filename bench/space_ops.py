@@ -10,14 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from morphml import CellSpace, FloatRange, IntRange, Layer, SearchSpace, Space  # noqa: E402
-from morphml.mutation import mutate  # noqa: E402
+from morphml import CellSpace, FloatRange, IntRange, Layer, SearchSpace, Space
+from morphml.mutation import mutate
 
 
 def spaces() -> dict[str, Space]:
