@@ -1,0 +1,148 @@
+"""The worker's calls to the control plane, retried with exponential backoff and jitter.
+
+Network errors, 429 and 5xx are retried (never in a tight loop); 409 and 404 mean the lease is gone
+(`LeaseLost`); any other 4xx is a mistake retrying cannot fix (`ApiError`). Every wait can be cut
+short by an event, so a shutting-down agent never sits in a backoff sleep.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("morphml.worker")
+
+# Read timeout beyond the server's long-poll wait, so a slow 204 is not mistaken for a dead server.
+CLAIM_READ_SLACK_SECONDS = 15.0
+
+
+class LeaseLost(Exception):
+    """The server no longer honours this lease: 409 (stale token) or 404 (unknown task)."""
+
+
+class ApiError(Exception):
+    """A 4xx answer that retrying cannot fix (bad token, invalid body)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+
+
+class Unreachable(Exception):
+    """The call did not get through before its deadline, or the wait was interrupted."""
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with "equal jitter": half the step fixed, half random.
+
+    The fixed half keeps retries from ever becoming a tight loop; the random half spreads
+    a fleet of workers that lost the server at the same moment.
+    """
+
+    base: float = 0.5
+    cap: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        step = min(self.cap, self.base * 2.0**attempt)
+        return step / 2 + self.rng.uniform(0, step / 2)
+
+
+class ServerApi:
+    """Typed wrappers of the worker endpoints over a client the caller built (and owns)."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        backoff: Backoff | None = None,
+        interrupt: threading.Event | None = None,
+    ) -> None:
+        self.client = client
+        self.backoff = backoff or Backoff()
+        # Set when waiting makes no sense any more (the agent aborts); cuts every backoff sleep.
+        self.interrupt = interrupt or threading.Event()
+
+    def register(self, body: dict[str, Any], *, stop: threading.Event) -> str:
+        response = self._post("/v1/workers", body, stop=stop)
+        return str(response.json()["id"])
+
+    def claim(self, body: dict[str, Any], *, stop: threading.Event) -> dict[str, Any] | None:
+        timeout = httpx.Timeout(10.0, read=float(body["wait_seconds"]) + CLAIM_READ_SLACK_SECONDS)
+        response = self._post("/v1/tasks/claim", body, stop=stop, timeout=timeout)
+        if response.status_code == 204:
+            return None
+        task: dict[str, Any] = response.json()
+        return task
+
+    def heartbeat(self, task_id: Any, body: dict[str, Any], *, deadline: float) -> dict[str, Any]:
+        response = self._post(f"/v1/tasks/{task_id}/heartbeat", body, deadline=deadline)
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def report(self, task_id: Any, outcome: str, body: dict[str, Any], *, deadline: float) -> None:
+        """POST /complete or /fail; idempotent on the server by lease token."""
+        self._post(f"/v1/tasks/{task_id}/{outcome}", body, deadline=deadline)
+
+    def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        stop: threading.Event | None = None,
+        deadline: float | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            problem = self._attempt(path, body, timeout)
+            if isinstance(problem, httpx.Response):
+                return problem
+            delay = self.backoff.delay(attempt)
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise Unreachable(f"POST {path}: {problem}")
+            if attempt == 0 or attempt % 5 == 0:
+                log.warning("POST %s: %s; retrying in %.1fs", path, problem, delay)
+            attempt += 1
+            if self._wait(delay, stop):
+                raise Unreachable(f"POST {path}: interrupted after {problem}")
+
+    def _attempt(self, path: str, body: dict[str, Any], timeout: httpx.Timeout | None) -> Any:
+        """The response if it is final, else a description of what went wrong (to retry)."""
+        try:
+            if timeout is None:
+                response = self.client.post(path, json=body)
+            else:
+                response = self.client.post(path, json=body, timeout=timeout)
+        except httpx.TransportError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if response.status_code >= 500 or response.status_code == 429:
+            return f"HTTP {response.status_code}"
+        if response.status_code in (404, 409):
+            raise LeaseLost(f"POST {path}: HTTP {response.status_code}: {_detail(response)}")
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _detail(response))
+        return response
+
+    def _wait(self, delay: float, stop: threading.Event | None) -> bool:
+        """Sleep `delay`; True when `stop` or the interrupt fired first."""
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            if self.interrupt.is_set() or (stop is not None and stop.is_set()):
+                return True
+            (stop or self.interrupt).wait(min(left, 0.25))
+        return self.interrupt.is_set()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except (ValueError, AttributeError):
+        return response.text[:200]

@@ -1,0 +1,135 @@
+"""What this machine offers: CPUs and memory (psutil), GPUs (NVML, else torch.cuda).
+
+NVML is preferred because it reads GPUs without creating a CUDA context in the agent (which
+would pin a few hundred MB on every GPU for the agent's lifetime) and reports free memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+log = logging.getLogger("morphml.worker")
+
+
+class ResourceError(ValueError):
+    """A `--gpus` value that does not match the machine."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as NVML numbers it (PCI bus order; the child sets CUDA_DEVICE_ORDER to match)."""
+
+    index: int
+    name: str
+    memory_mb: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "memory_mb": self.memory_mb}
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, psutil.cpu_count(logical=True) or 1)
+
+
+def memory_mb() -> int:
+    return int(psutil.virtual_memory().total // 2**20)
+
+
+def discover_gpus() -> list[Gpu]:
+    """All GPUs of the machine; empty when neither NVML nor a CUDA-enabled torch finds any."""
+    try:
+        return _nvml_gpus()
+    except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, driver errors...
+        log.debug("NVML unavailable (%s); asking torch.cuda", exc)
+    try:
+        return _torch_gpus()
+    except Exception as exc:
+        log.debug("torch.cuda unavailable (%s); no GPUs", exc)
+        return []
+
+
+def _nvml_gpus() -> list[Gpu]:
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            name = pynvml.nvmlDeviceGetName(handle)
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            total = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total) // 2**20
+            gpus.append(Gpu(index, name, total))
+        return gpus
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _torch_gpus() -> list[Gpu]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    gpus = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        gpus.append(Gpu(index, str(props.name), int(props.total_memory) // 2**20))
+    return gpus
+
+
+def free_gpu_memory_mb(gpu: Gpu) -> int:
+    """Free memory on `gpu` now (NVML), else its total: other tenants may hold part of it."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(gpu.index)
+            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).free) // 2**20
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return gpu.memory_mb
+
+
+def select_gpus(spec: str, discovered: list[Gpu], environ: Mapping[str, str]) -> list[Gpu]:
+    """The GPUs to use for `--gpus` "auto", "none" or "0,1".
+
+    "auto" honours a CUDA_VISIBLE_DEVICES the agent was started with (integer indices only),
+    so an operator can fence a worker to part of a box the usual way.
+    """
+    spec = spec.strip().lower()
+    if spec in ("none", "", "cpu"):
+        return []
+    if spec == "auto":
+        visible = environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is None:
+            return discovered
+        wanted = _parse_indices(visible, "CUDA_VISIBLE_DEVICES") if visible.strip() else []
+        return [gpu for gpu in discovered if gpu.index in wanted]
+    wanted = _parse_indices(spec, "--gpus")
+    by_index = {gpu.index: gpu for gpu in discovered}
+    missing = [index for index in wanted if index not in by_index]
+    if missing:
+        found = sorted(by_index) or "none"
+        raise ResourceError(f"--gpus: no GPU with index {missing} on this machine (found: {found})")
+    return [by_index[index] for index in wanted]
+
+
+def _parse_indices(text: str, where: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ResourceError(
+            f"{where}: expected comma-separated GPU indices, got {text!r}"
+        ) from None
