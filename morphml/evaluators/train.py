@@ -1,0 +1,205 @@
+"""The `train` evaluator: train `architecture.to_module()` with PyTorch and validate every epoch.
+
+Params (all optional): `dataset` ("digits", "mnist" or a .npz path; default "digits"),
+`epochs` (used when the task has no budget; default 1), `optimizer` ("adam", "adamw", "sgd"),
+`lr` (default 1e-3 for Adam/AdamW, 0.05 for SGD), `momentum` (SGD, 0.9), `batch_size` (64),
+`weight_decay` (0), `seed` (0), `train_size`/`val_size` (random subsets), `device`
+("auto": the GPU when one is visible, else "cpu"). The budget is the number of epochs (rounded up).
+
+Reports `epoch`, `step`, `progress`, `val_accuracy`, `val_loss` after each epoch and returns
+`val_accuracy`, `val_loss`, `num_params`, `flops`, `train_seconds`, `latency_ms` (one example,
+median of repeated forward passes). On the CPU a seed gives identical results run after run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from morphml.architecture import Architecture
+from morphml.evaluators.base import EvaluatorError, Report
+from morphml.evaluators.datasets import Dataset, load_dataset
+
+THREADS_ENV = "MORPHML_TORCH_THREADS"
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
+EVAL_BATCH = 512
+LATENCY_RUNS = 20
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The evaluator's params, checked, with defaults filled in."""
+
+    dataset: str = "digits"
+    epochs: int = 1
+    optimizer: str = "adam"
+    lr: float | None = None
+    momentum: float = 0.9
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    seed: int = 0
+    train_size: int | None = None
+    val_size: int | None = None
+    device: str = "auto"
+    timeout_seconds: float | None = None  # read by the worker agent, accepted here
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], budget: float | None) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise EvaluatorError(f"evaluator.params.{unknown[0]}: unknown; known: {sorted(known)}")
+        config = cls(**params)
+        if budget is not None:
+            config = cls(**{**params, "epochs": max(1, math.ceil(float(budget) - 1e-9))})
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise EvaluatorError(f"evaluator.params.optimizer: expected one of {list(OPTIMIZERS)}")
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise EvaluatorError(f"evaluator.params.{name}: expected a positive int")
+        for name in ("train_size", "val_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise EvaluatorError(f"evaluator.params.{name}: expected a positive int or null")
+        if self.lr is not None and not self.lr > 0:
+            raise EvaluatorError("evaluator.params.lr: expected a positive number")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+
+def evaluate(
+    architecture: Architecture, budget: float | None, params: dict[str, Any], report: Report
+) -> dict[str, float]:
+    config = TrainConfig.from_params(params, budget)
+    configure_threads()
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    data = prepare_data(architecture, config)
+    model = architecture.to_module().to(device)
+    optimizer = make_optimizer(model, config)
+    x_train, y_train = _tensors(data.x_train, data.y_train, device)
+    x_val, y_val = _tensors(data.x_val, data.y_val, device)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    started = time.perf_counter()
+    val_loss, val_accuracy = math.nan, math.nan
+    for epoch in range(1, config.epochs + 1):
+        train_epoch(model, optimizer, x_train, y_train, config.batch_size, shuffle)
+        val_loss, val_accuracy = validate(model, x_val, y_val)
+        if not math.isfinite(val_loss):
+            raise EvaluatorError(
+                f"training diverged: validation loss is {val_loss} at epoch {epoch}"
+            )
+        report({"epoch": epoch, "step": epoch, "progress": epoch / config.epochs,
+                "val_accuracy": val_accuracy, "val_loss": val_loss})  # fmt: skip
+    return {
+        "val_accuracy": val_accuracy,
+        "val_loss": val_loss,
+        "num_params": float(architecture.num_params),
+        "flops": float(architecture.flops),
+        "train_seconds": time.perf_counter() - started,
+        "latency_ms": latency_ms(model, architecture.input_shape, device),
+        "epochs": float(config.epochs),
+    }
+
+
+def configure_threads() -> None:
+    """Use the slot's share of the cores that the worker passes in MORPHML_TORCH_THREADS."""
+    threads = os.environ.get(THREADS_ENV)
+    if threads and threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EvaluatorError(f"evaluator.params.device: {name!r} but no GPU is visible")
+    return torch.device(name)
+
+
+def prepare_data(architecture: Architecture, config: TrainConfig) -> Dataset:
+    data = load_dataset(config.dataset).subset(config.train_size, config.val_size, config.seed)
+    data = data.fit_to_input(architecture.input_shape)
+    outputs = architecture.output_shape[0]
+    if data.num_classes > outputs:
+        raise EvaluatorError(
+            f"evaluator.params.dataset: {config.dataset!r} has {data.num_classes} classes "
+            f"but the architecture outputs {outputs}"
+        )
+    return data
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    lr, decay = config.learning_rate, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=config.momentum, weight_decay=decay
+        )
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=decay)
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=decay)
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    shuffle: torch.Generator,
+) -> None:
+    model.train()
+    order = torch.randperm(len(y), generator=shuffle).to(x.device)
+    for start in range(0, len(y), batch_size):
+        batch = order[start : start + batch_size]
+        optimizer.zero_grad(set_to_none=True)
+        loss: Any = nn.functional.cross_entropy(model(x[batch]), y[batch])
+        loss.backward()  # through Any: torch leaves Tensor.backward unannotated
+        optimizer.step()
+
+
+@torch.no_grad()
+def validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on the validation split."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), EVAL_BATCH):
+        logits = model(x[start : start + EVAL_BATCH])
+        target = y[start : start + EVAL_BATCH]
+        loss_sum += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == target).sum())
+    return loss_sum / len(y), correct / len(y)
+
+
+@torch.no_grad()
+def latency_ms(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> float:
+    """Median time of one single-example forward pass, after a warm-up."""
+    model.eval()
+    example = torch.zeros(1, *input_shape, device=device)
+    timings = []
+    for run in range(LATENCY_RUNS + 3):
+        started = time.perf_counter()
+        model(example)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if run >= 3:
+            timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def _tensors(x: Any, y: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
