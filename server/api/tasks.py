@@ -1,0 +1,159 @@
+"""Tasks (worker token): long-poll claim, heartbeat, complete, fail.
+
+Wire contract with `morphml-worker` (ids are integers; times are ISO 8601 UTC, database clock):
+
+- `POST /v1/tasks/claim` {worker_id, wait_seconds (0..60, default 30), free: {gpus, gpu_memory_mb}
+  (default: everything the worker registered), labels (default: the registered ones)}
+  -> 200 {id, experiment_id, candidate: {architecture, budget, meta}, evaluator: {kind, params},
+  objectives, budget, attempt, lease_token, lease_expires_at, lease_seconds}, or 204 when nothing
+  fit within the wait; 404 for an unregistered worker_id.
+- `POST /v1/tasks/{id}/heartbeat` {lease_token, progress, step, metrics}
+  -> 200 {action: "continue" | "stop", reason, lease_expires_at}. On "stop" the task is already
+  pruned or cancelled on the server: drop it. 409 for a stale token, 404 for an unknown task.
+- `POST /v1/tasks/{id}/complete` {lease_token, metrics} -> 200 the task; the same token again gets
+  the same answer and records nothing new; 409 for a stale token (or a task no longer running).
+- `POST /v1/tasks/{id}/fail` {lease_token, error, retryable} -> 200 the task, pending again with
+  attempt + 1 or failed when attempts are exhausted; 409 for a stale token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.engine import Engine
+
+from server import queue
+from server.deps import EngineDep, MetricsDep, SettingsDep, WorkerAuth
+from server.experiments import task_public
+from server.pruning import stop_reason
+from server.schemas import (
+    ClaimedTask,
+    ClaimRequest,
+    CompleteRequest,
+    EvaluatorPublic,
+    FailRequest,
+    HeartbeatAnswer,
+    HeartbeatRequest,
+    ObjectiveSpec,
+    TaskPublic,
+)
+from server.wakeup import waker_for
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[WorkerAuth])
+TaskId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.post(
+    "/claim",
+    response_model=ClaimedTask,
+    responses={204: {"description": "Nothing fitting became available within wait_seconds"}},
+)
+async def claim(
+    body: ClaimRequest,
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> ClaimedTask | Response:
+    """Long-poll: a thread and a connection are held only while one claim attempt runs."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + body.wait_seconds
+    waker = waker_for(engine)
+    while True:
+        woken = waker.current()
+        claimed = await run_in_threadpool(_claim_once, engine, body)
+        remaining = deadline - loop.time()
+        if claimed is not None:
+            metrics.claims.inc()
+            return claimed
+        if remaining <= 0 or await request.is_disconnected():
+            metrics.empty_claims.inc()
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        try:
+            # Re-poll now and then anyway: a missed wakeup costs at most this long.
+            await asyncio.wait_for(
+                woken.wait(), timeout=min(remaining, settings.claim_repoll_seconds)
+            )
+        except TimeoutError:
+            pass
+
+
+def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | None:
+    free = body.free
+    found = queue.claim_task(
+        engine,
+        worker_id=body.worker_id,
+        free_gpus=free.gpus if free else None,
+        free_gpu_memory_mb=free.gpu_memory_mb if free else None,
+        labels=body.labels,
+    )
+    if found is None:
+        return None
+    task = found.task
+    assert (
+        task.id is not None and task.lease_token is not None and task.lease_expires_at is not None
+    )
+    return ClaimedTask(
+        id=task.id,
+        experiment_id=task.experiment_id,
+        candidate=task.candidate,
+        evaluator=EvaluatorPublic.model_validate(found.spec["evaluator"]),
+        objectives=[ObjectiveSpec.model_validate(o) for o in found.spec["objectives"]],
+        budget=task.budget,
+        attempt=task.attempt,
+        lease_token=task.lease_token,
+        lease_expires_at=task.lease_expires_at,
+        lease_seconds=found.lease_seconds,
+    )
+
+
+@router.post("/{task_id}/heartbeat")
+def heartbeat(
+    task_id: TaskId, body: HeartbeatRequest, engine: EngineDep, metrics: MetricsDep
+) -> HeartbeatAnswer:
+    beat = queue.heartbeat(
+        engine,
+        task_id=task_id,
+        lease_token=body.lease_token,
+        progress=body.progress,
+        step=body.step,
+        metrics=body.metrics,
+    )
+    if beat.stop_reason is not None:
+        return HeartbeatAnswer(action="stop", reason=beat.stop_reason, lease_expires_at=None)
+    reason = stop_reason(engine, task=beat.task) if body.metrics else None
+    if reason is not None and queue.prune_task(
+        engine, task_id=task_id, lease_token=body.lease_token, reason=reason
+    ):
+        metrics.outcomes.labels(outcome="pruned").inc()
+        return HeartbeatAnswer(action="stop", reason=f"pruned: {reason}", lease_expires_at=None)
+    return HeartbeatAnswer(
+        action="continue", reason=None, lease_expires_at=beat.task.lease_expires_at
+    )
+
+
+@router.post("/{task_id}/complete")
+def complete(
+    task_id: TaskId, body: CompleteRequest, engine: EngineDep, metrics: MetricsDep
+) -> TaskPublic:
+    task = queue.complete_task(
+        engine, task_id=task_id, lease_token=body.lease_token, metrics=body.metrics
+    )
+    metrics.outcomes.labels(outcome="completed").inc()
+    return task_public(task)
+
+
+@router.post("/{task_id}/fail")
+def fail(task_id: TaskId, body: FailRequest, engine: EngineDep, metrics: MetricsDep) -> TaskPublic:
+    task = queue.fail_task(
+        engine,
+        task_id=task_id,
+        lease_token=body.lease_token,
+        error=body.error,
+        retryable=body.retryable,
+    )
+    metrics.outcomes.labels(outcome=task.state).inc()
+    return task_public(task)

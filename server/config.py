@@ -1,0 +1,72 @@
+"""Server settings from `MORPHML_*` environment variables (pydantic-settings), one cached instance."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_TOKENS = frozenset({"changethis", "changeme", "secret", "token"})
+
+
+def _token_set(raw: str) -> frozenset[str]:
+    return frozenset(token.strip() for token in raw.split(",") if token.strip())
+
+
+class Settings(BaseSettings):
+    """Everything the server reads from its environment; tests build one directly."""
+
+    model_config = SettingsConfigDict(env_prefix="MORPHML_", extra="ignore")
+
+    database_url: str = "sqlite:///morphml.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Comma-separated lists, so a token can be rotated by listing old and new for a while.
+    admin_token: str = ""
+    worker_token: str = ""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    worker_offline_seconds: float = Field(default=120.0, gt=0)
+    claim_repoll_seconds: float = Field(default=5.0, gt=0)
+    metrics_public: bool = True
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    run_migrations_on_start: bool = True
+
+    @field_validator("admin_token", "worker_token")
+    @classmethod
+    def _no_placeholders(cls, value: str) -> str:
+        weak = _token_set(value) & PLACEHOLDER_TOKENS
+        if weak:
+            raise ValueError(
+                f"refusing placeholder token {sorted(weak)[0]!r}; generate one with `morphml-server token`"
+            )
+        return value
+
+    @property
+    def admin_tokens(self) -> frozenset[str]:
+        return _token_set(self.admin_token)
+
+    @property
+    def worker_tokens(self) -> frozenset[str]:
+        return _token_set(self.worker_token)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.admin_tokens or self.worker_tokens)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses: the only binds allowed without tokens."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,119 @@
+"""`create_app()`: the FastAPI app, its lifespan (migrations, reaper, LISTEN) and error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
+
+from morphml.errors import MorphMLError
+from server.api.main import api_router
+from server.config import Settings, get_settings
+from server.db import make_engine
+from server.errors import ConflictError, InvalidSpecError, NotFoundError
+from server.limits import BodySizeLimit
+from server.metrics import ServerMetrics
+from server.migrations import upgrade_to_head
+from server.reaper import reap_forever
+from server.wakeup import listen_forever, waker_for
+
+log = logging.getLogger("morphml.server")
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable `{tag}-{name}` operation ids, so generated clients keep their method names."""
+    return f"{route.tags[0]}-{route.name}"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    app = FastAPI(
+        title="MorphML control plane",
+        version="1",
+        summary="Experiments, tasks and leases for distributed neural architecture search.",
+        lifespan=_lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = ServerMetrics(engine)
+    app.include_router(api_router)
+    _add_error_handlers(app)
+    app.middleware("http")(_record_latency)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine: Engine = app.state.engine
+    if settings.run_migrations_on_start:
+        await run_in_threadpool(upgrade_to_head, engine)
+    waker = waker_for(engine)
+    waker.bind(asyncio.get_running_loop())
+    background = [asyncio.create_task(reap_forever(engine, settings, app.state.metrics))]
+    if engine.dialect.name == "postgresql":
+        background.append(asyncio.create_task(listen_forever(_libpq_conninfo(engine), waker)))
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        engine.dispose()
+
+
+def _libpq_conninfo(engine: Engine) -> str:
+    url = make_url(str(engine.url.render_as_string(hide_password=False))).set(
+        drivername="postgresql"
+    )
+    return url.render_as_string(hide_password=False)
+
+
+async def _record_latency(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    path = route.path if isinstance(route, APIRoute) else "unmatched"
+    request.app.state.metrics.latency.labels(request.method, path).observe(
+        time.perf_counter() - started
+    )
+    return response
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    statuses: dict[type[Exception], int] = {
+        NotFoundError: 404,
+        ConflictError: 409,
+        InvalidSpecError: 422,
+        MorphMLError: 422,
+        OperationalError: 503,
+    }
+    for error, status_code in statuses.items():
+        app.add_exception_handler(error, _handler(status_code))
+
+
+def _handler(status_code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        if status_code == 503:
+            log.warning("database unavailable: %s", exc)
+            return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+        return JSONResponse({"detail": str(exc)}, status_code=status_code)
+
+    return handle

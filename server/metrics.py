@@ -1,0 +1,55 @@
+"""Prometheus metrics, one registry per app (so tests can build many apps in one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+
+from server.db import transaction
+from server.models import Task, TaskState
+
+
+class TaskStateCollector(Collector):
+    """`morphml_tasks{state=...}`, counted in the database at scrape time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("morphml_tasks", "Tasks by state", labels=["state"])
+        with transaction(self.engine) as session:
+            counts = dict(
+                session.execute(sa.select(Task.state, sa.func.count()).group_by(Task.state)).all()
+            )
+        for state in TaskState:
+            family.add_metric([state.value], counts.get(state.value, 0))
+        yield family
+
+
+class ServerMetrics:
+    """Counters and histograms the handlers and the reaper update."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.claims = Counter("morphml_claims", "Tasks handed to workers", registry=self.registry)
+        self.empty_claims = Counter(
+            "morphml_empty_claims", "Claims that returned 204", registry=self.registry
+        )
+        self.lease_expiries = Counter(
+            "morphml_lease_expiries", "Leases the reaper took back", registry=self.registry
+        )
+        self.outcomes = Counter(
+            "morphml_task_outcomes", "Reported outcomes", ["outcome"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "morphml_request_seconds",
+            "Request latency",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.registry.register(TaskStateCollector(engine))

@@ -1,0 +1,40 @@
+"""Apply Alembic migrations (on server start and `morphml-server migrate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+from alembic import command
+
+# alembic/ lives at the repository root beside server/ (the package is installed editable).
+SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
+# Any constant works; it only has to be the same for every replica.
+MIGRATION_LOCK_ID = 7_343_201
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Migrate to the latest revision; replicas starting together on Postgres take turns."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            connection.commit()
+        try:
+            command.upgrade(alembic_config(connection), "head")
+            connection.commit()
+        finally:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID}
+                )
+                connection.commit()

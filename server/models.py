@@ -1,0 +1,164 @@
+"""Database tables (SQLModel) and the state enums; the schema itself comes only from Alembic."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from server.db import UTCDateTime
+
+
+class ExperimentStatus(StrEnum):
+    """Lifecycle of an experiment."""
+
+    RUNNING = "running"
+    """Tasks are queued and claimed; the optimizer is asked for more as results arrive."""
+    PAUSED = "paused"
+    """Nothing new is claimed or asked for; running tasks finish."""
+    COMPLETED = "completed"
+    """Budget reached (or space exhausted) and every task finished."""
+    CANCELLED = "cancelled"
+    """Stopped by a user; pending and running tasks were cancelled."""
+    FAILED = "failed"
+    """The optimizer raised; `error` says why."""
+
+
+class TaskState(StrEnum):
+    """Lifecycle of one evaluation (see DESIGN.md section 3)."""
+
+    PENDING = "pending"
+    """Waiting for a worker."""
+    RUNNING = "running"
+    """Claimed under a lease; the worker heartbeats to keep it."""
+    COMPLETED = "completed"
+    """Finished with final metrics."""
+    FAILED = "failed"
+    """Non-retryable error, or attempts exhausted."""
+    PRUNED = "pruned"
+    """Stopped early by the experiment's pruner."""
+    CANCELLED = "cancelled"
+    """Experiment cancelled (or its time budget ran out) before the task finished."""
+
+
+FINISHED_STATES = (TaskState.COMPLETED, TaskState.FAILED, TaskState.PRUNED, TaskState.CANCELLED)
+
+
+class WorkerStatus(StrEnum):
+    """Whether a worker has been heard from recently."""
+
+    ONLINE = "online"
+    """Seen within `worker_offline_seconds`."""
+    OFFLINE = "offline"
+    """Silent for longer; its leases expire on their own."""
+
+
+class EventKind(StrEnum):
+    """What a TaskEvent records."""
+
+    CREATED = "created"
+    CLAIMED = "claimed"
+    RETRIED = "retried"
+    """A retryable failure put the task back to pending."""
+    LEASE_EXPIRED = "lease_expired"
+    """Heartbeats stopped: the reaper put the task back to pending (or failed it)."""
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PRUNED = "pruned"
+    CANCELLED = "cancelled"
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_type=sa.JSON, sa_column_kwargs={"nullable": False})
+
+
+def _stamp(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, sa_column_kwargs={"nullable": nullable})
+
+
+class Experiment(SQLModel, table=True):
+    """One search: its spec, its optimizer's persisted state, budget and status."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_type=sa.String(200))
+    status: str = Field(sa_type=sa.String(16), index=True)
+    spec: dict[str, Any] = _json()
+    optimizer_state: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    priority: int = 0
+    parallelism: int = 1
+    lease_seconds: float = 60.0
+    max_attempts: int = 3
+    max_evaluations: int | None = None
+    max_seconds: float | None = None
+    need_gpus: int = 0
+    need_gpu_memory_mb: int = 0
+    need_labels: dict[str, str] = _json()
+    tasks_created: int = 0
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime | None = _stamp(nullable=False)
+    started_at: datetime | None = _stamp()
+    finished_at: datetime | None = _stamp()
+
+
+class Worker(SQLModel, table=True):
+    """A registered `morphml-worker` agent and what it reported about itself."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_type=sa.String(200))
+    host: str = Field(sa_type=sa.String(255))
+    resources: dict[str, Any] = _json()
+    labels: dict[str, str] = _json()
+    status: str = Field(sa_type=sa.String(16))
+    created_at: datetime | None = _stamp(nullable=False)
+    last_seen_at: datetime | None = _stamp(nullable=False)
+
+
+class Task(SQLModel, table=True):
+    """One evaluation of one candidate, with its lease while a worker holds it."""
+
+    __table_args__ = (
+        # The same architecture at the same budget is never trained twice in one experiment.
+        sa.UniqueConstraint("experiment_id", "candidate_key", name="uq_task_experiment_candidate"),
+        sa.Index("ix_task_state_experiment", "state", "experiment_id"),
+        sa.Index("ix_task_state_lease", "state", "lease_expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    state: str = Field(sa_type=sa.String(16))
+    candidate: dict[str, Any] = _json()
+    candidate_key: str = Field(sa_type=sa.String(120))
+    budget: float | None = None
+    attempt: int = 1
+    max_attempts: int = 3
+    lease_token: str | None = Field(default=None, sa_type=sa.String(64))
+    lease_expires_at: datetime | None = _stamp()
+    worker_id: int | None = Field(default=None, foreign_key="worker.id", index=True)
+    progress: float | None = None
+    step: int | None = None
+    intermediate: dict[str, Any] = _json()
+    metrics: dict[str, float] | None = Field(default=None, sa_type=sa.JSON)
+    score: float | None = None
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime | None = _stamp(nullable=False)
+    claimed_at: datetime | None = _stamp()
+    heartbeat_at: datetime | None = _stamp()
+    finished_at: datetime | None = _stamp()
+
+
+class TaskEvent(SQLModel, table=True):
+    """Append-only history of a task: claimed, lease expired, completed, ..."""
+
+    __tablename__ = "task_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    kind: str = Field(sa_type=sa.String(32))
+    attempt: int = 1
+    worker_id: int | None = None
+    detail: dict[str, Any] = _json()
+    created_at: datetime | None = _stamp(nullable=False)

@@ -1,0 +1,289 @@
+"""Keep each running experiment fed: ask its optimizer, tell it outcomes, persist its state.
+
+Every function here expects an open transaction (`session`) in which the experiment row is
+locked (`lock_experiment`), so two replicas never ask the same experiment's optimizer at once and
+the optimizer state is written in the same commit as the tasks it produced.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from morphml.errors import MorphMLError
+from morphml.evaluators import EVALUATOR_KINDS
+from morphml.optimizers import Candidate, Optimizer, Outcome, make_optimizer
+from morphml.space import space_from_dict
+from server.db import db_now
+from server.errors import InvalidSpecError, NotFoundError
+from server.models import EventKind, Experiment, ExperimentStatus, Task, TaskEvent, TaskState
+from server.schemas import ExperimentCreate
+from server.wakeup import announce_tasks
+
+log = logging.getLogger("morphml.server")
+IN_FLIGHT = (TaskState.PENDING, TaskState.RUNNING)
+# An optimizer may propose architectures already trained; ask again a few times before
+# concluding that the space is exhausted.
+ASK_ROUNDS = 3
+
+
+def build_optimizer(spec: dict[str, Any]) -> Optimizer:
+    """The experiment's optimizer, fresh; library errors name the offending spec field."""
+    space = space_from_dict(spec["search_space"])
+    optimizer = spec["optimizer"]
+    return make_optimizer(
+        optimizer["name"],
+        space,
+        objectives=spec["objectives"],
+        seed=spec.get("seed"),
+        **optimizer["params"],
+    )
+
+
+def validate_spec(spec: ExperimentCreate) -> dict[str, Any]:
+    """The spec as stored JSON, after the library accepted the space, optimizer and evaluator."""
+    data = spec.model_dump(mode="json")
+    if spec.evaluator.kind not in EVALUATOR_KINDS:
+        raise InvalidSpecError(
+            f"evaluator.kind: unknown kind {spec.evaluator.kind!r}; known: {sorted(EVALUATOR_KINDS)}"
+        )
+    try:
+        build_optimizer(data)
+    except MorphMLError as exc:
+        raise InvalidSpecError(str(exc)) from None
+    return data
+
+
+def lock_experiment(session: Session, experiment_id: int) -> Experiment:
+    """The experiment row, locked until commit (SQLite: BEGIN IMMEDIATE already serialises)."""
+    experiment = session.get(Experiment, experiment_id, with_for_update=True)
+    if experiment is None:
+        raise NotFoundError(f"experiment {experiment_id} not found")
+    return experiment
+
+
+def insert_experiment(
+    *, session: Session, spec: ExperimentCreate, data: dict[str, Any]
+) -> Experiment:
+    """Insert a validated spec (`data` from `validate_spec`) and queue its first tasks."""
+    experiment = Experiment(
+        name=spec.name,
+        status=ExperimentStatus.RUNNING,
+        spec=data,
+        priority=spec.priority,
+        parallelism=spec.parallelism,
+        lease_seconds=spec.lease_seconds,
+        max_attempts=spec.max_attempts,
+        max_evaluations=spec.budget.max_evaluations,
+        max_seconds=spec.budget.max_seconds,
+        need_gpus=spec.resources.gpus,
+        need_gpu_memory_mb=spec.resources.gpu_memory_mb,
+        need_labels=spec.resources.labels,
+        created_at=session.scalar(sa.select(db_now())),
+    )
+    experiment.started_at = experiment.created_at
+    session.add(experiment)
+    session.flush()
+    feed_locked(session, experiment)
+    return experiment
+
+
+def record_outcome_locked(
+    session: Session,
+    experiment: Experiment,
+    task: Task,
+    outcome: Outcome,
+    metrics: dict[str, float] | None,
+) -> None:
+    """Tell the optimizer how `task` ended, then top the queue up again, in the caller's commit."""
+    if experiment.status not in (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
+        return
+    try:
+        optimizer = _load_optimizer(experiment)
+        optimizer.tell(Candidate.from_dict(task.candidate), metrics, outcome)
+    except Exception as exc:  # noqa: BLE001 - a faulty optimizer fails its experiment, not the server
+        _fail_experiment(session, experiment, exc)
+        return
+    feed_locked(session, experiment, optimizer)
+
+
+def feed_locked(
+    session: Session, experiment: Experiment, optimizer: Optimizer | None = None
+) -> int:
+    """Create tasks up to `parallelism` within budget; complete the experiment when it is done."""
+    if experiment.status != ExperimentStatus.RUNNING:
+        _save_state(experiment, optimizer)
+        return 0
+    out_of_time = _out_of_time(session, experiment)
+    if out_of_time:
+        _cancel_pending(session, experiment)
+    in_flight = _count_in_flight(session, experiment.id)
+    room = 0 if out_of_time else _room(experiment, in_flight)
+    created, exhausted = 0, False
+    if room > 0:
+        try:
+            optimizer = optimizer or _load_optimizer(experiment)
+            created, exhausted = _ask_and_insert(session, experiment, optimizer, room)
+        except Exception as exc:  # noqa: BLE001 - see record_outcome_locked
+            _fail_experiment(session, experiment, exc)
+            return 0
+    _save_state(experiment, optimizer)
+    if in_flight + created == 0 and (out_of_time or exhausted or _room(experiment, 0) == 0):
+        _finish(session, experiment, ExperimentStatus.COMPLETED)
+    return created
+
+
+def _room(experiment: Experiment, in_flight: int) -> int:
+    room = experiment.parallelism - in_flight
+    if experiment.max_evaluations is not None:
+        room = min(room, experiment.max_evaluations - experiment.tasks_created)
+    return max(room, 0)
+
+
+def _load_optimizer(experiment: Experiment) -> Optimizer:
+    optimizer = build_optimizer(experiment.spec)
+    if experiment.optimizer_state is not None:
+        optimizer.load_state_dict(experiment.optimizer_state)
+    return optimizer
+
+
+def _save_state(experiment: Experiment, optimizer: Optimizer | None) -> None:
+    if optimizer is not None:
+        experiment.optimizer_state = optimizer.state_dict()
+
+
+def _ask_and_insert(
+    session: Session, experiment: Experiment, optimizer: Optimizer, room: int
+) -> tuple[int, bool]:
+    """Ask for `room` new candidates; (tasks created, whether the optimizer ran dry)."""
+    created = 0
+    for _ in range(ASK_ROUNDS):
+        candidates = optimizer.ask(room - created)
+        if not candidates:
+            return created, True
+        created += _insert_new(session, experiment, candidates)
+        if created >= room:
+            break
+    return created, created == 0
+
+
+def _insert_new(session: Session, experiment: Experiment, candidates: list[Candidate]) -> int:
+    """Insert the candidates not already tried in this experiment (same architecture and budget)."""
+    assert experiment.id is not None
+    keys = {c.key: c for c in candidates}
+    known = set(
+        session.scalars(
+            sa.select(Task.candidate_key).where(
+                Task.experiment_id == experiment.id, Task.candidate_key.in_(keys)
+            )
+        )
+    )
+    fresh = [c for key, c in keys.items() if key not in known]
+    for candidate in fresh:
+        _insert_task(session, experiment, candidate)
+    if fresh:
+        experiment.tasks_created += len(fresh)
+        announce_tasks(session)
+    return len(fresh)
+
+
+def _insert_task(session: Session, experiment: Experiment, candidate: Candidate) -> None:
+    values = {
+        "experiment_id": experiment.id,
+        "state": TaskState.PENDING,
+        "candidate": candidate.to_dict(),
+        "candidate_key": candidate.key,
+        "budget": candidate.budget,
+        "max_attempts": experiment.max_attempts,
+        "intermediate": {},
+        "attempt": 1,
+        "created_at": db_now(),
+    }
+    task_id = session.execute(sa.insert(Task).values(values).returning(Task.id)).scalar_one()
+    add_event(session, task_id=task_id, experiment_id=experiment.id, kind=EventKind.CREATED)
+
+
+def add_event(
+    session: Session,
+    *,
+    task_id: int,
+    experiment_id: int | None,
+    kind: EventKind,
+    attempt: int = 1,
+    worker_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one TaskEvent (the table is never updated)."""
+    session.execute(
+        sa.insert(TaskEvent).values(
+            task_id=task_id,
+            experiment_id=experiment_id,
+            kind=kind,
+            attempt=attempt,
+            worker_id=worker_id,
+            detail=detail or {},
+            created_at=db_now(),
+        )
+    )
+
+
+def _count_in_flight(session: Session, experiment_id: int | None) -> int:
+    query = sa.select(sa.func.count()).where(
+        Task.experiment_id == experiment_id, Task.state.in_(IN_FLIGHT)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def _out_of_time(session: Session, experiment: Experiment) -> bool:
+    if experiment.max_seconds is None or experiment.started_at is None:
+        return False
+    now: datetime = session.execute(sa.select(db_now())).scalar_one()
+    return (now - experiment.started_at).total_seconds() >= experiment.max_seconds
+
+
+def _cancel_pending(session: Session, experiment: Experiment) -> None:
+    cancel_tasks(session, experiment, (TaskState.PENDING,), reason="time budget reached")
+
+
+def cancel_tasks(
+    session: Session, experiment: Experiment, states: tuple[TaskState, ...], *, reason: str
+) -> int:
+    """Move the experiment's tasks in `states` to cancelled (their lease tokens then read `stop`)."""
+    rows = session.execute(
+        sa.update(Task)
+        .where(Task.experiment_id == experiment.id, Task.state.in_(states))
+        .values(state=TaskState.CANCELLED, finished_at=db_now(), error=reason)
+        .returning(Task.id, Task.attempt, Task.worker_id)
+    ).all()
+    for task_id, attempt, worker_id in rows:
+        add_event(
+            session,
+            task_id=task_id,
+            experiment_id=experiment.id,
+            kind=EventKind.CANCELLED,
+            attempt=attempt,
+            worker_id=worker_id,
+            detail={"reason": reason},
+        )
+    return len(rows)
+
+
+def _finish(session: Session, experiment: Experiment, status: ExperimentStatus) -> None:
+    experiment.status = status
+    experiment.finished_at = session.execute(sa.select(db_now())).scalar_one()
+
+
+def _fail_experiment(session: Session, experiment: Experiment, exc: Exception) -> None:
+    log.exception("experiment %s: optimizer failed", experiment.id)
+    experiment.error = f"optimizer: {type(exc).__name__}: {exc}"[:2000]
+    cancel_tasks(session, experiment, IN_FLIGHT, reason="optimizer failed")
+    _finish(session, experiment, ExperimentStatus.FAILED)
+
+
+def finish_if_done_locked(session: Session, experiment: Experiment) -> None:
+    """Reaper and lifecycle hook: refill, cancel on timeout, or complete as appropriate."""
+    feed_locked(session, experiment)

@@ -1,0 +1,421 @@
+"""All lease SQL: claim, heartbeat, complete, fail and requeue_expired, each one transaction.
+
+Every transition is guarded in SQL (`state` and `lease_token` in the WHERE clause or checked
+under a row lock), so a worker presumed dead can never overwrite its successor's work. Units
+that tell the optimizer lock the experiment row *before* the task row, the same order that
+cancel uses, so Postgres never sees the two wait on each other.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from morphml.optimizers import Outcome
+from server.db import db_now, transaction
+from server.errors import ConflictError, NotFoundError, StaleLeaseError
+from server.models import (
+    EventKind,
+    Experiment,
+    ExperimentStatus,
+    Task,
+    TaskState,
+    Worker,
+    WorkerStatus,
+)
+from server.orchestrator import add_event, lock_experiment, record_outcome_locked
+from server.wakeup import announce_tasks
+
+# Kept out of the intermediate history so a long run cannot grow a task row without bound.
+MAX_INTERMEDIATE_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed task with what the worker needs from its experiment."""
+
+    task: Task
+    spec: dict[str, Any]
+    lease_seconds: float
+
+
+@dataclass(frozen=True)
+class Beat:
+    """A heartbeat's outcome: the task as it now stands and, when stopping, why."""
+
+    task: Task
+    stop_reason: str | None
+
+
+def claim_task(
+    engine: Engine,
+    *,
+    worker_id: int,
+    free_gpus: int | None,
+    free_gpu_memory_mb: int | None,
+    labels: dict[str, str] | None,
+) -> Claim | None:
+    """Lease the best-fitting pending task to the worker, or None when nothing fits."""
+    with transaction(engine) as session:
+        worker = _touch_worker(session, worker_id)
+        gpus, memory = _free_resources(worker, free_gpus, free_gpu_memory_mb)
+        excluded = _experiments_needing_other_labels(
+            session, worker.labels if labels is None else labels
+        )
+        row = session.execute(_claim_statement(worker_id, gpus, memory, excluded)).first()
+        if row is None:
+            return None
+        task = Task.model_validate(row._asdict())
+        assert task.id is not None
+        add_event(
+            session,
+            task_id=task.id,
+            experiment_id=task.experiment_id,
+            kind=EventKind.CLAIMED,
+            attempt=task.attempt,
+            worker_id=worker_id,
+        )
+        spec, lease_seconds = session.execute(
+            sa.select(Experiment.spec, Experiment.lease_seconds).where(
+                Experiment.id == task.experiment_id
+            )
+        ).one()
+        return Claim(task=task, spec=spec, lease_seconds=lease_seconds)
+
+
+def _claim_statement(worker_id: int, gpus: int, memory: int, excluded: list[int]) -> sa.Update:
+    """UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING: one atomic statement.
+
+    Order: experiment priority, then fair share (fewest running tasks), then age.
+    """
+    running = (
+        sa.select(Task.experiment_id, sa.func.count().label("running"))
+        .where(Task.state == TaskState.RUNNING)
+        .group_by(Task.experiment_id)
+        .subquery()
+    )
+    fits = [
+        Task.state == TaskState.PENDING,
+        Experiment.status == ExperimentStatus.RUNNING,
+        Experiment.need_gpus <= gpus,
+        Experiment.need_gpu_memory_mb <= memory,
+    ]
+    if excluded:
+        fits.append(Experiment.id.not_in(excluded))
+    pick = (
+        sa.select(Task.id)
+        .join(Experiment, Experiment.id == Task.experiment_id)
+        .outerjoin(running, running.c.experiment_id == Task.experiment_id)
+        .where(*fits)
+        .order_by(Experiment.priority.desc(), sa.func.coalesce(running.c.running, 0), Task.id)
+        .limit(1)
+        .with_for_update(of=Task, skip_locked=True)
+        .scalar_subquery()
+    )
+    lease = (
+        sa.select(Experiment.lease_seconds)
+        .where(Experiment.id == Task.experiment_id)
+        .scalar_subquery()
+    )
+    return (
+        sa.update(Task)
+        .where(Task.id == pick, Task.state == TaskState.PENDING)
+        .values(
+            state=TaskState.RUNNING,
+            lease_token=secrets.token_urlsafe(24),
+            lease_expires_at=db_now(lease),
+            worker_id=worker_id,
+            claimed_at=db_now(),
+            heartbeat_at=db_now(),
+            progress=None,
+            step=None,
+        )
+        .returning(*Task.__table__.columns)
+    )
+
+
+def _touch_worker(session: Session, worker_id: int) -> Worker:
+    session.execute(
+        sa.update(Worker)
+        .where(Worker.id == worker_id)
+        .values(last_seen_at=db_now(), status=WorkerStatus.ONLINE)
+    )
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        raise NotFoundError(f"worker {worker_id} not registered")
+    return worker
+
+
+def _free_resources(worker: Worker, gpus: int | None, memory: int | None) -> tuple[int, int]:
+    """What the worker says is free, defaulting to everything it registered."""
+    registered = worker.resources.get("gpus") or []
+    if gpus is None:
+        gpus = len(registered)
+    if memory is None:
+        memory = max((int(g.get("memory_mb", 0)) for g in registered), default=0)
+    return gpus, memory
+
+
+def _experiments_needing_other_labels(session: Session, labels: dict[str, str]) -> list[int]:
+    """Running experiments whose label requirements this worker does not meet (few rows)."""
+    rows = session.execute(
+        sa.select(Experiment.id, Experiment.need_labels).where(
+            Experiment.status == ExperimentStatus.RUNNING
+        )
+    ).all()
+    return [eid for eid, need in rows if any(labels.get(k) != v for k, v in (need or {}).items())]
+
+
+def heartbeat(
+    engine: Engine,
+    *,
+    task_id: int,
+    lease_token: str,
+    progress: float | None,
+    step: int | None,
+    metrics: dict[str, float] | None,
+) -> Beat:
+    """Extend the lease and record progress; a cancelled or pruned task answers stop."""
+    with transaction(engine) as session:
+        task = _task_for_update(session, task_id, lease_token)
+        if task.state in (TaskState.CANCELLED, TaskState.PRUNED):
+            return Beat(task=task, stop_reason=str(task.state))
+        if task.state != TaskState.RUNNING:
+            raise ConflictError(f"task {task_id} is {task.state}")
+        lease = (
+            sa.select(Experiment.lease_seconds)
+            .where(Experiment.id == task.experiment_id)
+            .scalar_subquery()
+        )
+        task.heartbeat_at, task.lease_expires_at = session.execute(
+            sa.select(db_now(), db_now(lease))
+        ).one()
+        task.progress, task.step = progress, step
+        if metrics:
+            task.intermediate = _with_step(task.intermediate, step, metrics)
+        if task.worker_id is not None:
+            session.execute(
+                sa.update(Worker)
+                .where(Worker.id == task.worker_id)
+                .values(last_seen_at=db_now(), status=WorkerStatus.ONLINE)
+            )
+        return Beat(task=task, stop_reason=None)
+
+
+def _with_step(
+    intermediate: dict[str, Any], step: int | None, metrics: dict[str, float]
+) -> dict[str, Any]:
+    """History of intermediate metrics keyed by step (the pruner compares tasks step by step)."""
+    history = dict(intermediate)
+    key = str(step if step is not None else len(history))
+    history[key] = metrics
+    if len(history) > MAX_INTERMEDIATE_STEPS:
+        history.pop(next(iter(history)))
+    return history
+
+
+def _task_for_update(session: Session, task_id: int, lease_token: str) -> Task:
+    task = session.get(Task, task_id, with_for_update=True)
+    if task is None:
+        raise NotFoundError(f"task {task_id} not found")
+    if task.lease_token is None or not secrets.compare_digest(task.lease_token, lease_token):
+        raise StaleLeaseError(
+            f"task {task_id}: lease token is not current (the task was reassigned or finished)"
+        )
+    return task
+
+
+def _experiment_id_of(session: Session, task_id: int) -> int:
+    experiment_id = session.scalar(sa.select(Task.experiment_id).where(Task.id == task_id))
+    if experiment_id is None:
+        raise NotFoundError(f"task {task_id} not found")
+    return experiment_id
+
+
+def complete_task(
+    engine: Engine, *, task_id: int, lease_token: str, metrics: dict[str, float]
+) -> Task:
+    """Record final metrics; the same token again returns the task unchanged (idempotent)."""
+    with transaction(engine) as session:
+        experiment = lock_experiment(session, _experiment_id_of(session, task_id))
+        task = _task_for_update(session, task_id, lease_token)
+        if task.state == TaskState.COMPLETED:
+            return task
+        if task.state != TaskState.RUNNING:
+            raise ConflictError(
+                f"task {task_id} is {task.state}; its result is not needed any more"
+            )
+        _finish_task(
+            session, task, TaskState.COMPLETED, metrics=metrics, score=_score(experiment, metrics)
+        )
+        add_event(
+            session,
+            task_id=task_id,
+            experiment_id=task.experiment_id,
+            kind=EventKind.COMPLETED,
+            attempt=task.attempt,
+            worker_id=task.worker_id,
+        )
+        record_outcome_locked(session, experiment, task, Outcome.COMPLETED, metrics)
+        return task
+
+
+def _score(experiment: Experiment, metrics: dict[str, float]) -> float | None:
+    """The first objective, signed so that bigger is better (best = ORDER BY score DESC)."""
+    objective = experiment.spec["objectives"][0]
+    value = metrics.get(objective["metric"])
+    if value is None:
+        return None
+    return value if objective["direction"] == "maximize" else -value
+
+
+def _finish_task(session: Session, task: Task, state: TaskState, **values: Any) -> None:
+    task.state = state
+    task.finished_at = session.execute(sa.select(db_now())).scalar_one()
+    task.lease_expires_at = None
+    for name, value in values.items():
+        setattr(task, name, value)
+
+
+def fail_task(
+    engine: Engine, *, task_id: int, lease_token: str, error: str, retryable: bool
+) -> Task:
+    """Retry (pending, attempt + 1) while attempts remain and the error is retryable, else fail."""
+    with transaction(engine) as session:
+        experiment = lock_experiment(session, _experiment_id_of(session, task_id))
+        task = _task_for_update(session, task_id, lease_token)
+        if task.state != TaskState.RUNNING:
+            raise ConflictError(f"task {task_id} is {task.state}")
+        _release_or_fail(
+            session, experiment, task, error=error, retry=retryable, kind=EventKind.RETRIED
+        )
+        return task
+
+
+def _release_or_fail(
+    session: Session,
+    experiment: Experiment,
+    task: Task,
+    *,
+    error: str,
+    retry: bool,
+    kind: EventKind,
+) -> None:
+    """Back to pending with attempt + 1 if allowed, otherwise failed and told to the optimizer."""
+    assert task.id is not None
+    worker_id = task.worker_id
+    if retry and task.attempt < task.max_attempts:
+        task.state, task.attempt, task.error = TaskState.PENDING, task.attempt + 1, error
+        task.lease_token = task.lease_expires_at = task.worker_id = None
+        add_event(
+            session,
+            task_id=task.id,
+            experiment_id=task.experiment_id,
+            kind=kind,
+            attempt=task.attempt - 1,
+            worker_id=worker_id,
+            detail={"error": error[:500]},
+        )
+        announce_tasks(session)
+        return
+    _finish_task(session, task, TaskState.FAILED, error=error)
+    add_event(
+        session,
+        task_id=task.id,
+        experiment_id=task.experiment_id,
+        kind=EventKind.FAILED,
+        attempt=task.attempt,
+        worker_id=worker_id,
+        detail={"error": error[:500], "cause": kind.value},
+    )
+    record_outcome_locked(session, experiment, task, Outcome.FAILED, None)
+
+
+def prune_task(engine: Engine, *, task_id: int, lease_token: str, reason: str) -> Task | None:
+    """Stop a running task on the pruner's word; None if it is no longer this lease's to stop."""
+    with transaction(engine) as session:
+        experiment = lock_experiment(session, _experiment_id_of(session, task_id))
+        task = _task_for_update(session, task_id, lease_token)
+        if task.state != TaskState.RUNNING:
+            return None
+        last = _last_metrics(task.intermediate)
+        _finish_task(
+            session,
+            task,
+            TaskState.PRUNED,
+            metrics=last,
+            score=_score(experiment, last),
+            error=reason,
+        )
+        assert task.id is not None
+        add_event(
+            session,
+            task_id=task.id,
+            experiment_id=task.experiment_id,
+            kind=EventKind.PRUNED,
+            attempt=task.attempt,
+            worker_id=task.worker_id,
+            detail={"reason": reason},
+        )
+        record_outcome_locked(session, experiment, task, Outcome.PRUNED, last)
+        return task
+
+
+def _last_metrics(intermediate: dict[str, Any]) -> dict[str, float]:
+    if not intermediate:
+        return {}
+    last_step = max(intermediate, key=lambda step: int(step) if step.isdigit() else -1)
+    return dict(intermediate[last_step])
+
+
+def requeue_expired(engine: Engine, *, limit: int = 100) -> int:
+    """Return expired leases to pending (attempt + 1), or fail them when attempts are exhausted."""
+    with transaction(engine) as session:
+        expired = session.execute(
+            sa.select(Task.id, Task.experiment_id)
+            .where(Task.state == TaskState.RUNNING, Task.lease_expires_at < db_now())
+            .order_by(Task.lease_expires_at)
+            .limit(limit)
+        ).all()
+    return sum(_requeue_one(engine, task_id, experiment_id) for task_id, experiment_id in expired)
+
+
+def _requeue_one(engine: Engine, task_id: int, experiment_id: int) -> int:
+    with transaction(engine) as session:
+        experiment = lock_experiment(session, experiment_id)
+        task = session.get(Task, task_id, with_for_update=True)
+        still_expired = session.scalar(
+            sa.select(sa.func.count()).where(
+                Task.id == task_id,
+                Task.state == TaskState.RUNNING,
+                Task.lease_expires_at < db_now(),
+            )
+        )
+        if task is None or not still_expired:
+            return 0  # a heartbeat or another replica got there first
+        _release_or_fail(
+            session,
+            experiment,
+            task,
+            error="lease expired (no heartbeat)",
+            retry=True,
+            kind=EventKind.LEASE_EXPIRED,
+        )
+        return 1
+
+
+def mark_workers_offline(engine: Engine, *, silent_seconds: float) -> int:
+    with transaction(engine) as session:
+        result = session.execute(
+            sa.update(Worker)
+            .where(
+                Worker.status == WorkerStatus.ONLINE, Worker.last_seen_at < db_now(-silent_seconds)
+            )
+            .values(status=WorkerStatus.OFFLINE)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,54 @@
+"""Worker services: registration and the admin listing with current tasks."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from server.db import db_now, transaction
+from server.models import Task, TaskState, Worker, WorkerStatus
+from server.schemas import WorkerCreate, WorkerPublic, WorkersPublic
+
+
+def register_worker(engine: Engine, *, body: WorkerCreate) -> WorkerPublic:
+    """Every start of an agent registers anew: ids are cheap, and a restarted agent is a new worker."""
+    with transaction(engine) as session:
+        worker_id = session.execute(
+            sa.insert(Worker)
+            .values(
+                name=body.name,
+                host=body.host,
+                resources=body.resources.model_dump(),
+                labels=body.labels,
+                status=WorkerStatus.ONLINE,
+                created_at=db_now(),
+                last_seen_at=db_now(),
+            )
+            .returning(Worker.id)
+        ).scalar_one()
+        worker = session.get(Worker, worker_id)
+        assert worker is not None
+        return _public(worker, [])
+
+
+def list_workers(engine: Engine, *, offset: int, limit: int) -> WorkersPublic:
+    with transaction(engine) as session:
+        count = session.scalar(sa.select(sa.func.count()).select_from(Worker)) or 0
+        workers = session.scalars(
+            sa.select(Worker).order_by(Worker.id).offset(offset).limit(limit)
+        ).all()
+        running = session.execute(
+            sa.select(Task.worker_id, Task.id).where(
+                Task.state == TaskState.RUNNING, Task.worker_id.in_([w.id for w in workers])
+            )
+        ).all()
+        by_worker: dict[int, list[int]] = {}
+        for worker_id, task_id in running:
+            by_worker.setdefault(worker_id, []).append(task_id)
+        return WorkersPublic(
+            data=[_public(w, by_worker.get(w.id or 0, [])) for w in workers], count=count
+        )
+
+
+def _public(worker: Worker, current_tasks: list[int]) -> WorkerPublic:
+    return WorkerPublic.model_validate({**worker.model_dump(), "current_tasks": current_tasks})

@@ -1,0 +1,273 @@
+"""The REST API contract, on SQLite and on Postgres: experiments, workers, claims and leases."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from tests.server.support import spec, worker_body
+
+
+def _register(client: TestClient, **kwargs: Any) -> int:
+    response = client.post("/v1/workers", json=worker_body(**kwargs))
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def _claim(client: TestClient, worker_id: int, **body: Any) -> dict[str, Any] | None:
+    response = client.post(
+        "/v1/tasks/claim", json={"worker_id": worker_id, "wait_seconds": 0, **body}
+    )
+    assert response.status_code in (200, 204), response.text
+    return response.json() if response.status_code == 200 else None
+
+
+def _create(client: TestClient, **overrides: Any) -> dict[str, Any]:
+    response = client.post("/v1/experiments", json=spec(**overrides))
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def test_create_experiment_queues_parallelism_tasks(client: TestClient) -> None:
+    experiment = _create(client, parallelism=3)
+    assert experiment["status"] == "running"
+    assert experiment["counts"]["pending"] == 3
+    assert experiment["best"] is None
+    listed = client.get("/v1/experiments", params={"limit": 1}).json()
+    assert listed["count"] == 1 and listed["data"][0]["id"] == experiment["id"]
+
+
+def test_claim_complete_runs_experiment_to_its_budget(client: TestClient) -> None:
+    experiment = _create(client, budget={"max_evaluations": 5})
+    worker_id = _register(client)
+    for i in range(5):
+        task = _claim(client, worker_id)
+        assert task is not None and task["experiment_id"] == experiment["id"]
+        assert task["evaluator"] == {"kind": "proxy", "params": {}}
+        done = client.post(
+            f"/v1/tasks/{task['id']}/complete",
+            json={"lease_token": task["lease_token"], "metrics": {"val_accuracy": i / 10}},
+        )
+        assert done.status_code == 200 and done.json()["state"] == "completed"
+    assert _claim(client, worker_id) is None
+    final = client.get(f"/v1/experiments/{experiment['id']}").json()
+    assert final["status"] == "completed"
+    assert final["counts"]["completed"] == 5 and final["tasks_created"] == 5
+    assert final["best"]["value"] == 0.4
+    best = client.get(f"/v1/experiments/{experiment['id']}/best").json()
+    assert best["metrics"] == {"val_accuracy": 0.4}
+    keys = [
+        t["candidate_key"]
+        for t in client.get(f"/v1/experiments/{experiment['id']}/tasks").json()["data"]
+    ]
+    assert len(keys) == len(set(keys)) == 5
+
+
+def test_stale_token_gets_409_and_changes_nothing(client: TestClient) -> None:
+    _create(client)
+    task = _claim(client, _register(client))
+    assert task is not None
+    url = f"/v1/tasks/{task['id']}"
+    assert (
+        client.post(
+            f"{url}/complete", json={"lease_token": "nope", "metrics": {"val_accuracy": 1}}
+        ).status_code
+        == 409
+    )
+    assert client.post(f"{url}/heartbeat", json={"lease_token": "nope"}).status_code == 409
+    assert client.post(f"{url}/fail", json={"lease_token": "nope", "error": "x"}).status_code == 409
+    assert client.post("/v1/tasks/999999/heartbeat", json={"lease_token": "x"}).status_code == 404
+    stored = client.get(
+        f"/v1/experiments/{task['experiment_id']}/tasks", params={"state": "running"}
+    ).json()
+    assert [t["id"] for t in stored["data"]] == [task["id"]]
+    assert stored["data"][0]["metrics"] is None
+
+
+def test_repeated_completion_is_idempotent(client: TestClient) -> None:
+    _create(client)
+    task = _claim(client, _register(client))
+    assert task is not None
+    body = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": 0.5}}
+    first = client.post(f"/v1/tasks/{task['id']}/complete", json=body)
+    again = client.post(
+        f"/v1/tasks/{task['id']}/complete", json={**body, "metrics": {"val_accuracy": 0.9}}
+    )
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    experiment = client.get(f"/v1/experiments/{task['experiment_id']}").json()
+    assert experiment["counts"]["completed"] == 1 and experiment["tasks_created"] == 3
+
+
+def test_heartbeat_extends_lease_and_records_metrics(client: TestClient) -> None:
+    _create(client, lease_seconds=5)
+    task = _claim(client, _register(client))
+    assert task is not None
+    time.sleep(0.05)
+    beat = client.post(
+        f"/v1/tasks/{task['id']}/heartbeat",
+        json={
+            "lease_token": task["lease_token"],
+            "progress": 0.5,
+            "step": 1,
+            "metrics": {"val_accuracy": 0.3},
+        },
+    )
+    assert beat.status_code == 200, beat.text
+    assert beat.json()["action"] == "continue"
+    assert beat.json()["lease_expires_at"] > task["lease_expires_at"]
+    stored = client.get(
+        f"/v1/experiments/{task['experiment_id']}/tasks", params={"state": "running"}
+    ).json()["data"][0]
+    assert stored["progress"] == 0.5 and stored["intermediate"] == {"1": {"val_accuracy": 0.3}}
+
+
+def test_expired_lease_is_reassigned_and_old_token_fenced(client: TestClient) -> None:
+    _create(client, lease_seconds=1, parallelism=1, max_attempts=2)
+    first_worker, second_worker = _register(client, name="a"), _register(client, name="b")
+    first = _claim(client, first_worker)
+    assert first is not None and first["attempt"] == 1
+    second = _claim(client, second_worker, wait_seconds=5)
+    assert second is not None and second["id"] == first["id"] and second["attempt"] == 2
+    stale = client.post(
+        f"/v1/tasks/{first['id']}/complete",
+        json={"lease_token": first["lease_token"], "metrics": {"val_accuracy": 1.0}},
+    )
+    assert stale.status_code == 409
+    done = client.post(
+        f"/v1/tasks/{second['id']}/complete",
+        json={"lease_token": second["lease_token"], "metrics": {"val_accuracy": 0.2}},
+    )
+    assert done.status_code == 200 and done.json()["metrics"] == {"val_accuracy": 0.2}
+
+
+def test_lease_expiry_fails_task_when_attempts_exhausted(client: TestClient) -> None:
+    experiment = _create(
+        client, lease_seconds=1, parallelism=1, max_attempts=1, budget={"max_evaluations": 1}
+    )
+    task = _claim(client, _register(client))
+    assert task is not None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        state = client.get(f"/v1/experiments/{experiment['id']}").json()
+        if state["counts"]["failed"] == 1:
+            break
+        time.sleep(0.1)
+    assert state["counts"]["failed"] == 1
+    assert state["status"] == "completed"
+
+
+def test_fail_retryable_requeues_then_fails(client: TestClient) -> None:
+    _create(client, parallelism=1, max_attempts=2)
+    worker_id = _register(client)
+    task = _claim(client, worker_id)
+    assert task is not None
+    retried = client.post(
+        f"/v1/tasks/{task['id']}/fail",
+        json={"lease_token": task["lease_token"], "error": "CUDA OOM", "retryable": True},
+    ).json()
+    assert retried["state"] == "pending" and retried["attempt"] == 2
+    again = _claim(client, worker_id)
+    assert again is not None and again["id"] == task["id"]
+    failed = client.post(
+        f"/v1/tasks/{task['id']}/fail",
+        json={"lease_token": again["lease_token"], "error": "CUDA OOM", "retryable": True},
+    ).json()
+    assert failed["state"] == "failed"
+    nxt = _claim(client, worker_id)
+    assert nxt is not None and nxt["id"] != task["id"]
+
+
+def test_claim_long_polls_until_a_task_appears(client: TestClient) -> None:
+    worker_id = _register(client)
+    started = time.monotonic()
+    assert _claim(client, worker_id, wait_seconds=0.3) is None
+    assert time.monotonic() - started >= 0.3
+
+
+def test_claim_respects_gpus_labels_and_priority(client: TestClient) -> None:
+    gpu = _create(client, name="gpu", resources={"gpus": 1}, parallelism=1)
+    labelled = _create(
+        client, name="lab", resources={"gpus": 0, "labels": {"zone": "b"}}, parallelism=1
+    )
+    low = _create(client, name="low", priority=-5, parallelism=1)
+    high = _create(client, name="high", priority=5, parallelism=1)
+    cpu_worker = _register(client, name="cpu", labels={"zone": "a"})
+    order = [t["experiment_id"] for t in iter(lambda: _claim(client, cpu_worker), None)]
+    assert order == [high["id"], low["id"]]
+    gpu_worker = _register(client, name="gpu", gpus=1, labels={"zone": "b"})
+    rest = {t["experiment_id"] for t in iter(lambda: _claim(client, gpu_worker), None)}
+    assert rest == {gpu["id"], labelled["id"]}
+
+
+def test_fair_share_between_equal_priority_experiments(client: TestClient) -> None:
+    first = _create(client, name="one", parallelism=4)
+    second = _create(client, name="two", parallelism=4)
+    worker_id = _register(client)
+    claimed = [_claim(client, worker_id) for _ in range(4)]
+    by_experiment = [t["experiment_id"] for t in claimed if t]
+    assert by_experiment.count(first["id"]) == by_experiment.count(second["id"]) == 2
+
+
+def test_pause_resume_cancel(client: TestClient) -> None:
+    experiment = _create(client, parallelism=2)
+    worker_id = _register(client)
+    running = _claim(client, worker_id)
+    assert running is not None
+    url = f"/v1/experiments/{experiment['id']}"
+    assert client.post(f"{url}/pause").json()["status"] == "paused"
+    assert _claim(client, worker_id) is None
+    assert client.post(f"{url}/pause").status_code == 409
+    assert client.post(f"{url}/resume").json()["status"] == "running"
+    cancelled = client.post(f"{url}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["counts"]["cancelled"] == 2
+    beat = client.post(
+        f"/v1/tasks/{running['id']}/heartbeat", json={"lease_token": running["lease_token"]}
+    )
+    assert beat.json()["action"] == "stop" and beat.json()["reason"] == "cancelled"
+    assert client.post(f"{url}/resume").status_code == 409
+
+
+def test_pareto_front_for_two_objectives(client: TestClient) -> None:
+    objectives = [
+        {"metric": "acc", "direction": "maximize"},
+        {"metric": "params", "direction": "minimize"},
+    ]
+    experiment = _create(
+        client, objectives=objectives, parallelism=3, budget={"max_evaluations": 3}
+    )
+    worker_id = _register(client)
+    results = [{"acc": 0.9, "params": 100}, {"acc": 0.8, "params": 10}, {"acc": 0.7, "params": 50}]
+    ids = []
+    for metrics in results:
+        task = _claim(client, worker_id)
+        assert task is not None
+        ids.append(task["id"])
+        client.post(
+            f"/v1/tasks/{task['id']}/complete",
+            json={"lease_token": task["lease_token"], "metrics": metrics},
+        )
+    front = client.get(f"/v1/experiments/{experiment['id']}/pareto").json()
+    assert [t["id"] for t in front["data"]] == ids[:2]
+
+
+def test_workers_listing_shows_current_tasks(client: TestClient) -> None:
+    _create(client)
+    worker_id = _register(client)
+    task = _claim(client, worker_id)
+    assert task is not None
+    workers = client.get("/v1/workers").json()
+    assert workers["data"][0]["current_tasks"] == [task["id"]]
+    assert workers["data"][0]["status"] == "online"
+
+
+def test_unknown_ids_are_404(client: TestClient) -> None:
+    assert client.get("/v1/experiments/12345").status_code == 404
+    assert client.post("/v1/experiments/12345/pause").status_code == 404
+    assert (
+        client.post("/v1/tasks/claim", json={"worker_id": 777, "wait_seconds": 0}).status_code
+        == 404
+    )
+    assert client.get("/v1/experiments/12345/best").json()["detail"]
