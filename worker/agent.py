@@ -92,10 +92,14 @@ class Agent:
         self.grace_deadline = float("inf")
         self.api = ServerApi(client, backoff=backoff, interrupt=self.aborting)
         self.outbox = Outbox(settings.work_dir / "outbox")
-        self.worker_id: str | None = None
+        self.worker_id: Any = None  # as the server gave it (an int today)
         self._running: dict[str, Evaluation] = {}
         self._lock = threading.Lock()
         self._next_flush = 0.0
+        # Pause after an empty claim that came back early (poll_seconds 0, a server that does
+        # not long-poll): the loop must never hammer the server.
+        self.idle_pause = 1.0
+        self.delivery_seconds = DELIVERY_SECONDS
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -146,7 +150,7 @@ class Agent:
             while thread.is_alive():
                 thread.join(0.5)
 
-    def _register(self) -> str | None:
+    def _register(self) -> Any:
         body = {
             "name": self.settings.name,
             "host": self.resources["host"],
@@ -178,9 +182,12 @@ class Agent:
         while not self.stopping.is_set():
             if time.monotonic() >= self._next_flush:
                 self.flush_outbox()
+            asked = time.monotonic()
             task = self._claim(slot)
             if task is not None:
                 self._run_task(slot, task)
+            elif time.monotonic() - asked < self.idle_pause:
+                self.stopping.wait(self.idle_pause)
 
     def _claim(self, slot: Slot) -> dict[str, Any] | None:
         free_gpu_mb = self.free_memory(slot.gpu) if slot.gpu else 0
@@ -194,7 +201,14 @@ class Agent:
             return self.api.claim(body, stop=self.stopping)
         except Unreachable:
             return None
-        except (ApiError, LeaseLost) as exc:
+        except LeaseLost:
+            # 404: the server does not know this worker (e.g. its database was reset).
+            log.warning(
+                "%s: the server does not know worker %s; registering again", slot, self.worker_id
+            )
+            self.worker_id = self._register() or self.worker_id
+            return None
+        except ApiError as exc:
             # Not fixable by retrying at once; pause so a misconfiguration is not a tight loop.
             log.error("%s: claim refused: %s", slot, exc)
             self.stopping.wait(self.api.backoff.cap)
@@ -314,10 +328,15 @@ class Agent:
             body: dict[str, Any] = {"lease_token": token, "metrics": outcome.metrics}
             result = Result(str(task["id"]), "complete", body)
         else:
-            body = {"lease_token": token, "error": outcome.error, "retryable": outcome.retryable}
+            error = (outcome.error or "unknown error").replace("\x00", "")
+            body = {"lease_token": token, "error": error, "retryable": outcome.retryable}
             result = Result(str(task["id"]), "fail", body)
         self.outbox.put(result)  # on disk before the first attempt: a crash now loses nothing
-        self.deliver(result, deadline=time.monotonic() + DELIVERY_SECONDS)
+        deadline = time.monotonic() + self.delivery_seconds
+        if self.stopping.is_set():
+            # Shutting down: the result is safe on disk, so do not hold the exit for long.
+            deadline = min(deadline, max(self.grace_deadline, time.monotonic()) + 5)
+        self.deliver(result, deadline=deadline)
 
     def deliver(self, result: Result, *, deadline: float) -> bool:
         """Post one result; True once it is final (acknowledged, or the lease is gone)."""

@@ -1,0 +1,170 @@
+"""Test doubles for the agent: a scriptable control plane (httpx.MockTransport), fake children."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from worker.agent import Agent
+from worker.config import WorkerSettings
+from worker.http import Backoff
+from worker.runner import Outcome
+
+Reply = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
+
+
+def make_task(task_id: int = 1, lease_seconds: float = 3.0, **evaluator: Any) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "experiment_id": 7,
+        "candidate": {"architecture": {"nodes": []}, "budget": None, "meta": {}},
+        "evaluator": {"kind": "python", "params": {}, **evaluator},
+        "objectives": [],
+        "budget": 2.0,
+        "attempt": 1,
+        "lease_token": f"token-{task_id}",
+        "lease_expires_at": "2026-01-01T00:00:00Z",
+        "lease_seconds": lease_seconds,
+    }
+
+
+@dataclass
+class FakeServer:
+    """Hands out `tasks` one by one and records every call; `script[path]` overrides replies."""
+
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    script: dict[str, list[Reply]] = field(default_factory=dict)
+    calls: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
+    heartbeat_action: str = "continue"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    worker_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        body = json.loads(request.content or b"{}")
+        with self.lock:
+            self.calls.append((time.monotonic(), path, body))
+            scripted = self.script.get(path)
+            reply = scripted.pop(0) if scripted else None
+        if isinstance(reply, Exception):
+            raise reply
+        if callable(reply):
+            return reply(request)
+        return reply if reply is not None else self._default(path)
+
+    def _default(self, path: str) -> httpx.Response:
+        if path == "/v1/workers":
+            return httpx.Response(201, json={"id": next(self.worker_ids)})
+        if path == "/v1/tasks/claim":
+            with self.lock:
+                task = self.tasks.pop(0) if self.tasks else None
+            return httpx.Response(200, json=task) if task else httpx.Response(204)
+        if path.endswith("/heartbeat"):
+            return httpx.Response(200, json={"action": self.heartbeat_action, "reason": "pruned"})
+        return httpx.Response(200, json={})
+
+    def bodies(self, suffix: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [body for _, path, body in self.calls if path.endswith(suffix)]
+
+    def times(self, suffix: str) -> list[float]:
+        with self.lock:
+            return [at for at, path, _ in self.calls if path.endswith(suffix)]
+
+
+@dataclass
+class FakeEvaluation:
+    """Runs for `seconds`, emitting `reports` spread over that time, then ends with `outcome`."""
+
+    seconds: float = 0.0
+    outcome: Outcome = field(default_factory=lambda: Outcome(metrics={"val_accuracy": 0.9}))
+    reports: list[dict[str, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    stopped: bool = False
+    handed_out: int = 0
+
+    def poll(self) -> Outcome | None:
+        if self.stopped:
+            return Outcome(error="stopped", retryable=True)
+        return self.outcome if time.monotonic() - self.started >= self.seconds else None
+
+    def read_reports(self) -> list[dict[str, float]]:
+        due = len(self.reports)
+        if self.seconds > 0:
+            elapsed = (time.monotonic() - self.started) / self.seconds
+            due = min(len(self.reports), int(elapsed * (len(self.reports) + 1)))
+        fresh = self.reports[self.handed_out : due]
+        self.handed_out = max(self.handed_out, due)
+        return fresh
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def make_agent(
+    server: FakeServer,
+    work_dir: Path,
+    evaluations: list[FakeEvaluation] | None = None,
+    **settings: Any,
+) -> Agent:
+    """An agent on `server` whose children are the given fakes (a default one when they run out)."""
+    queue = list(evaluations or [])
+
+    def start(task_dir: Path, spec: dict[str, Any], env: dict[str, str]) -> FakeEvaluation:
+        evaluation = queue.pop(0) if queue else FakeEvaluation()
+        evaluation.started = time.monotonic()
+        return evaluation
+
+    client = httpx.Client(transport=httpx.MockTransport(server), base_url="http://server")
+    defaults: dict[str, Any] = {"poll_seconds": 0, "grace_seconds": 5.0}
+    config = WorkerSettings(server="http://server", work_dir=work_dir, **{**defaults, **settings})
+    resources = {"host": "test", "cpus": 2, "memory_mb": 1024, "gpus": []}
+    agent = Agent(
+        client,
+        config,
+        resources=resources,
+        gpus=[],
+        start_evaluation=start,
+        backoff=Backoff(base=0.01, cap=0.05),
+        poll_interval=0.01,
+        min_heartbeat_gap=0.05,
+    )
+    agent.idle_pause = 0.02
+    return agent
+
+
+class AgentThread:
+    """Runs `agent.run()` in a thread; `stop()` requests a graceful stop and joins."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.code = self.agent.run()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        self.agent.request_stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the agent did not stop"
+        return self.code
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")

@@ -1,0 +1,208 @@
+"""The agent against a mocked control plane: reports, heartbeats, stop, leases, outbox, shutdown."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import httpx
+
+from tests.worker.fakes import (
+    AgentThread,
+    FakeEvaluation,
+    FakeServer,
+    make_agent,
+    make_task,
+    wait_for,
+)
+from worker.agent import plan_slots
+from worker.resources import Gpu
+from worker.runner import Outcome
+
+
+def test_a_finished_evaluation_is_completed_with_its_metrics(tmp_path: Path) -> None:
+    server = FakeServer(tasks=[make_task(1)])
+    run = AgentThread(make_agent(server, tmp_path))
+    completed = wait_for(lambda: server.bodies("/v1/tasks/1/complete"))
+    assert run.stop() == 0
+    assert completed == [{"lease_token": "token-1", "metrics": {"val_accuracy": 0.9}}]
+    assert not list((tmp_path / "outbox").glob("*.json"))
+    registered = server.bodies("/v1/workers")[0]
+    assert registered["resources"] == {"cpus": 2, "memory_mb": 1024, "gpus": []}
+    claim = server.bodies("/v1/tasks/claim")[0]
+    assert claim["worker_id"] == 1 and claim["free"] == {"gpus": 0, "gpu_memory_mb": 0}
+
+
+def test_a_crashed_evaluation_fails_with_its_reason_and_retry_flag(tmp_path: Path) -> None:
+    crash = FakeEvaluation(outcome=Outcome(error="killed by SIGKILL\x00", retryable=True))
+    bad = FakeEvaluation(outcome=Outcome(error="EvaluatorError: not allowed", retryable=False))
+    server = FakeServer(tasks=[make_task(1), make_task(2)])
+    run = AgentThread(make_agent(server, tmp_path, [crash, bad]))
+    wait_for(lambda: server.bodies("/v1/tasks/2/fail"))
+    run.stop()
+    assert server.bodies("/v1/tasks/1/fail") == [
+        {"lease_token": "token-1", "error": "killed by SIGKILL", "retryable": True}
+    ]
+    assert server.bodies("/v1/tasks/2/fail")[0]["retryable"] is False
+
+
+def test_heartbeats_every_third_of_the_lease_carry_the_latest_report(tmp_path: Path) -> None:
+    long_one = FakeEvaluation(seconds=1.3)
+    server = FakeServer(tasks=[make_task(1, lease_seconds=0.6)])
+    run = AgentThread(make_agent(server, tmp_path, [long_one]))
+    wait_for(lambda: server.bodies("/v1/tasks/1/complete"))
+    run.stop()
+    beats = server.times("/v1/tasks/1/heartbeat")
+    assert 4 <= len(beats) <= 7  # 1.3 s at one per 0.2 s
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
+    assert min(gaps) >= 0.18
+
+
+def test_reports_reach_the_server_as_progress_step_and_metrics(tmp_path: Path) -> None:
+    reports = [
+        {"epoch": 1, "step": 1, "progress": 0.5, "val_accuracy": 0.7},
+        {"epoch": 2, "step": 2, "progress": 1.0, "val_accuracy": 0.8},
+    ]
+    evaluation = FakeEvaluation(seconds=0.6, reports=reports)
+    server = FakeServer(tasks=[make_task(1, lease_seconds=60)])
+    run = AgentThread(make_agent(server, tmp_path, [evaluation]))
+    wait_for(lambda: server.bodies("/v1/tasks/1/complete"))
+    run.stop()
+    beats = server.bodies("/v1/tasks/1/heartbeat")
+    # The lease is long: these beats were sent because a report arrived.
+    assert {"lease_token": "token-1", "progress": 0.5, "step": 1,
+            "metrics": {"epoch": 1, "val_accuracy": 0.7}} in beats  # fmt: skip
+    assert beats[-1]["step"] == 2
+
+
+def test_stop_kills_the_child_and_reports_nothing(tmp_path: Path) -> None:
+    evaluation = FakeEvaluation(seconds=30)
+    server = FakeServer(tasks=[make_task(1, lease_seconds=0.3)], heartbeat_action="stop")
+    run = AgentThread(make_agent(server, tmp_path, [evaluation]))
+    wait_for(lambda: evaluation.stopped)
+    run.stop()
+    assert not server.bodies("/complete") and not server.bodies("/fail")
+
+
+def test_a_lost_lease_drops_the_task_and_kills_the_child(tmp_path: Path) -> None:
+    evaluation = FakeEvaluation(seconds=30)
+    server = FakeServer(tasks=[make_task(1, lease_seconds=0.3)])
+    server.script["/v1/tasks/1/heartbeat"] = [httpx.Response(409, json={"detail": "stale"})]
+    run = AgentThread(make_agent(server, tmp_path, [evaluation]))
+    wait_for(lambda: evaluation.stopped)
+    run.stop()
+    assert not server.bodies("/complete") and not server.bodies("/fail")
+
+
+def test_a_409_on_complete_counts_as_final(tmp_path: Path) -> None:
+    server = FakeServer(tasks=[make_task(1)])
+    server.script["/v1/tasks/1/complete"] = [httpx.Response(409, json={"detail": "stale"})]
+    run = AgentThread(make_agent(server, tmp_path))
+    wait_for(lambda: server.bodies("/v1/tasks/1/complete"))
+    run.stop()
+    assert len(server.bodies("/v1/tasks/1/complete")) == 1
+    assert not list((tmp_path / "outbox").glob("*.json"))
+
+
+def test_5xx_on_complete_is_retried(tmp_path: Path) -> None:
+    server = FakeServer(tasks=[make_task(1)])
+    server.script["/v1/tasks/1/complete"] = [httpx.Response(503), httpx.Response(500)]
+    run = AgentThread(make_agent(server, tmp_path))
+    wait_for(lambda: len(server.bodies("/v1/tasks/1/complete")) == 3)
+    run.stop()
+    assert not list((tmp_path / "outbox").glob("*.json"))
+
+
+def test_an_unacknowledged_result_is_redelivered_after_a_restart(tmp_path: Path) -> None:
+    down = FakeServer(tasks=[make_task(1)])
+    down.script["/v1/tasks/1/complete"] = [httpx.ConnectError("refused")] * 1000
+    first = make_agent(down, tmp_path)
+    first.delivery_seconds = 0.5
+    run = AgentThread(first)
+    wait_for(lambda: down.bodies("/v1/tasks/1/complete"))
+    run.stop()
+    assert len(list((tmp_path / "outbox").glob("*.json"))) == 1
+
+    up = FakeServer()
+    run = AgentThread(make_agent(up, tmp_path))
+    wait_for(lambda: up.bodies("/v1/tasks/1/complete"))
+    run.stop()
+    assert up.bodies("/v1/tasks/1/complete") == [
+        {"lease_token": "token-1", "metrics": {"val_accuracy": 0.9}}
+    ]
+    first_call_paths = [path for _, path, _ in up.calls[:2]]
+    assert first_call_paths == ["/v1/workers", "/v1/tasks/1/complete"]  # before any claim
+    assert not list((tmp_path / "outbox").glob("*.json"))
+
+
+def test_stop_request_fails_running_tasks_as_retryable_after_the_grace(tmp_path: Path) -> None:
+    evaluation = FakeEvaluation(seconds=30)
+    server = FakeServer(tasks=[make_task(1, lease_seconds=60)])
+    agent = make_agent(server, tmp_path, [evaluation], grace_seconds=0.3)
+    run = AgentThread(agent)
+    wait_for(lambda: server.bodies("/v1/tasks/claim"))
+    wait_for(lambda: agent._running)
+    assert run.stop() == 0
+    assert evaluation.stopped
+    (fail,) = server.bodies("/v1/tasks/1/fail")
+    assert fail["retryable"] is True and "shut down" in fail["error"]
+
+
+def test_a_task_finishing_within_the_grace_is_completed(tmp_path: Path) -> None:
+    server = FakeServer(tasks=[make_task(1, lease_seconds=60)])
+    agent = make_agent(server, tmp_path, [FakeEvaluation(seconds=0.5)], grace_seconds=5)
+    run = AgentThread(agent)
+    wait_for(lambda: agent._running)
+    run.stop()
+    assert server.bodies("/v1/tasks/1/complete") and not server.bodies("/fail")
+
+
+def test_an_unknown_worker_registers_again(tmp_path: Path) -> None:
+    server = FakeServer(tasks=[make_task(1)])
+    server.script["/v1/tasks/claim"] = [httpx.Response(404, json={"detail": "unknown worker"})]
+    run = AgentThread(make_agent(server, tmp_path))
+    wait_for(lambda: server.bodies("/v1/tasks/1/complete"))
+    run.stop()
+    assert len(server.bodies("/v1/workers")) == 2
+    assert server.bodies("/v1/tasks/claim")[-1]["worker_id"] == 2
+
+
+def test_registration_refused_exits_with_code_2(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.script["/v1/workers"] = [httpx.Response(401, json={"detail": "bad token"})]
+    assert make_agent(server, tmp_path).run() == 2
+
+
+def test_a_timed_out_task_fails_for_good(tmp_path: Path) -> None:
+    server = FakeServer(tasks=[make_task(1, params={"timeout_seconds": 0.2})])
+    run = AgentThread(make_agent(server, tmp_path, [FakeEvaluation(seconds=30)]))
+    (fail,) = wait_for(lambda: server.bodies("/v1/tasks/1/fail"))
+    run.stop()
+    assert fail["retryable"] is False and "timed out" in fail["error"]
+
+
+def test_slots_one_per_gpu_or_n_on_the_cpu_sharing_threads() -> None:
+    gpus = [Gpu(0, "A", 80_000), Gpu(3, "B", 80_000)]
+    assert [(s.gpu.index if s.gpu else None, s.threads) for s in plan_slots(gpus, 16, None)] == [
+        (0, 8),
+        (3, 8),
+    ]
+    assert len(plan_slots(gpus, 16, 2)) == 4
+    cpu = plan_slots([], 2, 2)
+    assert [(s.gpu, s.threads) for s in cpu] == [(None, 1), (None, 1)]
+    assert plan_slots([], 1, 4)[0].threads == 1
+
+
+def test_the_child_gets_its_gpu_threads_and_allow_list_but_not_the_token(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setenv("MORPHML_WORKER_TOKEN", "secret")
+    agent = make_agent(FakeServer(), tmp_path, allow=["mypkg"])
+    env = agent._child_env(plan_slots([Gpu(2, "A", 1)], 8, None)[0])
+    assert env["CUDA_VISIBLE_DEVICES"] == "2" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert env["MORPHML_TORCH_THREADS"] == "8" and env["MORPHML_ALLOW"] == "mypkg"
+    assert "MORPHML_WORKER_TOKEN" not in env
+    assert agent._child_env(plan_slots([], 2, 2)[0])["CUDA_VISIBLE_DEVICES"] == ""
