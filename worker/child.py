@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -21,10 +22,12 @@ from morphml.errors import MorphMLError
 from morphml.evaluators import get_evaluator
 
 MAX_ERROR_CHARS = 2000
+PARENT_CHECK_SECONDS = 1.0
 
 
 def main(argv: list[str] | None = None) -> int:
     task_dir = Path((argv if argv is not None else sys.argv[1:])[0])
+    _exit_with_parent()
     try:
         metrics = evaluate_spec(json.loads((task_dir / "spec.json").read_text()), task_dir)
     except BaseException as exc:  # everything the evaluator raises is reported, even SystemExit
@@ -82,6 +85,21 @@ def describe(exc: BaseException) -> str:
         last = frames[-1]
         text += f" (at {Path(last.filename).name}:{last.lineno})"
     return text[:MAX_ERROR_CHARS]
+
+
+def _exit_with_parent() -> None:
+    """Exit when the agent dies (even by SIGKILL): an orphan would keep a GPU busy for nothing.
+
+    The child runs in its own session, so the agent's process group signals do not reach it.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _is_number(value: Any) -> bool:
