@@ -1,4 +1,5 @@
-"""Bearer-token roles: `admin` may do everything, `worker` only register/claim/heartbeat/complete/fail.
+"""Bearer-token roles: `admin` may do everything; `worker` may register, claim, heartbeat,
+complete and fail.
 
 With no token configured at all, auth is off; the CLI then only binds to loopback.
 """

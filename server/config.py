@@ -1,4 +1,4 @@
-"""Server settings from `MORPHML_*` environment variables (pydantic-settings), one cached instance."""
+"""Server settings from `MORPHML_*` environment variables (pydantic-settings)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ class Settings(BaseSettings):
         weak = _token_set(value) & PLACEHOLDER_TOKENS
         if weak:
             raise ValueError(
-                f"refusing placeholder token {sorted(weak)[0]!r}; generate one with `morphml-server token`"
+                f"refusing placeholder token {sorted(weak)[0]!r}; "
+                "generate one with `morphml-server token`"
             )
         return value
 

@@ -36,7 +36,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value
 
 
-class db_now(FunctionElement[datetime]):  # noqa: N801 - reads like the SQL function it renders
+class db_now(FunctionElement[datetime]):
     """The database clock; `db_now(seconds)` is that clock shifted by a bound number of seconds."""
 
     type = UTCDateTime()
@@ -91,7 +91,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commits on success, rolls back on error, IntegrityError -> ConflictError."""
+    """One unit of work: commit on success, roll back on error; IntegrityError -> ConflictError."""
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session

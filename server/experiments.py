@@ -1,4 +1,4 @@
-"""Experiment services: create, read with counts and best, lifecycle, tasks, best and Pareto front."""
+"""Experiment services: create, read (counts, best so far), lifecycle, tasks, best, Pareto front."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from server.db import db_now, transaction
 from server.errors import ConflictError, NotFoundError
-from server.models import Experiment, ExperimentStatus, Task, TaskState
+from server.models import EXPERIMENT, TASK, Experiment, ExperimentStatus, Task, TaskState
 from server.orchestrator import (
     cancel_tasks,
     feed_locked,
@@ -48,10 +48,10 @@ def list_experiments(
     with transaction(engine) as session:
         query = sa.select(Experiment)
         if status is not None:
-            query = query.where(Experiment.status == status)
+            query = query.where(EXPERIMENT.status == status)
         count = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
         rows = session.scalars(
-            query.order_by(Experiment.id.desc()).offset(offset).limit(limit)
+            query.order_by(EXPERIMENT.id.desc()).offset(offset).limit(limit)
         ).all()
         return ExperimentsPublic(data=[_public(session, e) for e in rows], count=count)
 
@@ -70,13 +70,7 @@ def _get(session: Session, experiment_id: int) -> Experiment:
 
 def _public(session: Session, experiment: Experiment) -> ExperimentPublic:
     assert experiment.id is not None and experiment.created_at is not None
-    counts = dict(
-        session.execute(
-            sa.select(Task.state, sa.func.count())
-            .where(Task.experiment_id == experiment.id)
-            .group_by(Task.state)
-        ).all()
-    )
+    counts = task_counts(session, experiment.id)
     return ExperimentPublic(
         id=experiment.id,
         name=experiment.name,
@@ -90,7 +84,7 @@ def _public(session: Session, experiment: Experiment) -> ExperimentPublic:
         ),
         spec=experiment.spec,
         tasks_created=experiment.tasks_created,
-        counts={state.value: counts.get(state.value, 0) for state in TaskState},
+        counts=counts,
         best=_best(session, experiment),
         error=experiment.error,
         created_at=experiment.created_at,
@@ -99,15 +93,24 @@ def _public(session: Session, experiment: Experiment) -> ExperimentPublic:
     )
 
 
+def task_counts(session: Session, experiment_id: int | None = None) -> dict[str, int]:
+    """Tasks by state (every state present, zeros included), of one experiment or all."""
+    query = sa.select(TASK.state, sa.func.count()).group_by(TASK.state)
+    if experiment_id is not None:
+        query = query.where(TASK.experiment_id == experiment_id)
+    found: dict[str, int] = {state: int(count) for state, count in session.execute(query)}
+    return {state.value: found.get(state.value, 0) for state in TaskState}
+
+
 def _best(session: Session, experiment: Experiment) -> BestPublic | None:
     task = session.scalars(
         sa.select(Task)
         .where(
-            Task.experiment_id == experiment.id,
-            Task.state == TaskState.COMPLETED,
-            Task.score.is_not(None),
+            TASK.experiment_id == experiment.id,
+            TASK.state == TaskState.COMPLETED,
+            TASK.score.is_not(None),
         )
-        .order_by(Task.score.desc(), Task.id)
+        .order_by(TASK.score.desc(), TASK.id)
         .limit(1)
     ).first()
     if task is None or task.score is None or task.id is None:
@@ -120,7 +123,7 @@ def _best(session: Session, experiment: Experiment) -> BestPublic | None:
 
 
 def change_status(engine: Engine, *, experiment_id: int, action: str) -> ExperimentPublic:
-    """pause (running -> paused), resume (paused -> running), cancel (running|paused -> cancelled)."""
+    """pause: running -> paused; resume: paused -> running; cancel: running|paused -> cancelled."""
     with transaction(engine) as session:
         experiment = lock_experiment(session, experiment_id)
         _LIFECYCLE[action](session, experiment)
@@ -162,11 +165,11 @@ def list_tasks(
 ) -> TasksPublic:
     with transaction(engine) as session:
         _get(session, experiment_id)
-        query = sa.select(Task).where(Task.experiment_id == experiment_id)
+        query = sa.select(Task).where(TASK.experiment_id == experiment_id)
         if state is not None:
-            query = query.where(Task.state == state)
+            query = query.where(TASK.state == state)
         count = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
-        rows = session.scalars(query.order_by(Task.id).offset(offset).limit(limit)).all()
+        rows = session.scalars(query.order_by(TASK.id).offset(offset).limit(limit)).all()
         return TasksPublic(data=[task_public(t) for t in rows], count=count)
 
 
@@ -193,8 +196,8 @@ def pareto_front(engine: Engine, *, experiment_id: int) -> ParetoPublic:
         objectives = [ObjectiveSpec.model_validate(o) for o in experiment.spec["objectives"]]
         tasks = session.scalars(
             sa.select(Task)
-            .where(Task.experiment_id == experiment_id, Task.state == TaskState.COMPLETED)
-            .order_by(Task.id)
+            .where(TASK.experiment_id == experiment_id, TASK.state == TaskState.COMPLETED)
+            .order_by(TASK.id)
         ).all()
         points = [(t, _signed_vector(t.metrics or {}, objectives)) for t in tasks]
         scored = [(t, v) for t, v in points if v is not None]

@@ -1,4 +1,4 @@
-"""ASGI middleware: refuse request bodies over the configured size with 413, before the app reads them."""
+"""ASGI middleware: request bodies over the configured size get 413 before the app reads them."""
 
 from __future__ import annotations
 

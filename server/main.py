@@ -24,7 +24,7 @@ from server.errors import ConflictError, InvalidSpecError, NotFoundError
 from server.limits import BodySizeLimit
 from server.metrics import ServerMetrics
 from server.migrations import upgrade_to_head
-from server.reaper import reap_forever
+from server.reaper import reap_until
 from server.wakeup import listen_forever, waker_for
 
 log = logging.getLogger("morphml.server")
@@ -63,12 +63,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(upgrade_to_head, engine)
     waker = waker_for(engine)
     waker.bind(asyncio.get_running_loop())
-    background = [asyncio.create_task(reap_forever(engine, settings, app.state.metrics))]
+    stop = asyncio.Event()
+    reaper = asyncio.create_task(reap_until(stop, engine, settings, app.state.metrics))
+    background: list[asyncio.Task[None]] = []
     if engine.dialect.name == "postgresql":
         background.append(asyncio.create_task(listen_forever(_libpq_conninfo(engine), waker)))
     try:
         yield
     finally:
+        stop.set()
+        await reaper
         for task in background:
             task.cancel()
         for task in background:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from server.db import transaction
-from server.models import Task, TaskState
+from server.experiments import task_counts
 
 
 class TaskStateCollector(Collector):
@@ -23,11 +22,9 @@ class TaskStateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("morphml_tasks", "Tasks by state", labels=["state"])
         with transaction(self.engine) as session:
-            counts = dict(
-                session.execute(sa.select(Task.state, sa.func.count()).group_by(Task.state)).all()
-            )
-        for state in TaskState:
-            family.add_metric([state.value], counts.get(state.value, 0))
+            counts = task_counts(session)
+        for state, count in counts.items():
+            family.add_metric([state], count)
         yield family
 
 

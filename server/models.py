@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -162,3 +162,13 @@ class TaskEvent(SQLModel, table=True):
     worker_id: int | None = None
     detail: dict[str, Any] = _json()
     created_at: datetime | None = _stamp(nullable=False)
+
+
+def _columns(table: type[SQLModel]) -> sa.ColumnCollection[str, sa.Column[Any]]:
+    return cast(sa.Table, table.__table__).c  # type: ignore[attr-defined]
+
+
+# Typed column handles for SQL expressions (the class attributes type as plain Python values).
+EXPERIMENT = _columns(Experiment)
+WORKER = _columns(Worker)
+TASK = _columns(Task)

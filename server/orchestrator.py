@@ -20,7 +20,7 @@ from morphml.optimizers import Candidate, Optimizer, Outcome, make_optimizer
 from morphml.space import space_from_dict
 from server.db import db_now
 from server.errors import InvalidSpecError, NotFoundError
-from server.models import EventKind, Experiment, ExperimentStatus, Task, TaskEvent, TaskState
+from server.models import TASK, EventKind, Experiment, ExperimentStatus, Task, TaskEvent, TaskState
 from server.schemas import ExperimentCreate
 from server.wakeup import announce_tasks
 
@@ -49,7 +49,8 @@ def validate_spec(spec: ExperimentCreate) -> dict[str, Any]:
     data = spec.model_dump(mode="json")
     if spec.evaluator.kind not in EVALUATOR_KINDS:
         raise InvalidSpecError(
-            f"evaluator.kind: unknown kind {spec.evaluator.kind!r}; known: {sorted(EVALUATOR_KINDS)}"
+            f"evaluator.kind: unknown kind {spec.evaluator.kind!r}; "
+            f"known: {sorted(EVALUATOR_KINDS)}"
         )
     try:
         build_optimizer(data)
@@ -105,7 +106,7 @@ def record_outcome_locked(
     try:
         optimizer = _load_optimizer(experiment)
         optimizer.tell(Candidate.from_dict(task.candidate), metrics, outcome)
-    except Exception as exc:  # noqa: BLE001 - a faulty optimizer fails its experiment, not the server
+    except Exception as exc:
         _fail_experiment(session, experiment, exc)
         return
     feed_locked(session, experiment, optimizer)
@@ -128,7 +129,7 @@ def feed_locked(
         try:
             optimizer = optimizer or _load_optimizer(experiment)
             created, exhausted = _ask_and_insert(session, experiment, optimizer, room)
-        except Exception as exc:  # noqa: BLE001 - see record_outcome_locked
+        except Exception as exc:
             _fail_experiment(session, experiment, exc)
             return 0
     _save_state(experiment, optimizer)
@@ -177,8 +178,8 @@ def _insert_new(session: Session, experiment: Experiment, candidates: list[Candi
     keys = {c.key: c for c in candidates}
     known = set(
         session.scalars(
-            sa.select(Task.candidate_key).where(
-                Task.experiment_id == experiment.id, Task.candidate_key.in_(keys)
+            sa.select(TASK.candidate_key).where(
+                TASK.experiment_id == experiment.id, TASK.candidate_key.in_(keys)
             )
         )
     )
@@ -203,7 +204,7 @@ def _insert_task(session: Session, experiment: Experiment, candidate: Candidate)
         "attempt": 1,
         "created_at": db_now(),
     }
-    task_id = session.execute(sa.insert(Task).values(values).returning(Task.id)).scalar_one()
+    task_id = session.execute(sa.insert(Task).values(values).returning(TASK.id)).scalar_one()
     add_event(session, task_id=task_id, experiment_id=experiment.id, kind=EventKind.CREATED)
 
 
@@ -233,7 +234,7 @@ def add_event(
 
 def _count_in_flight(session: Session, experiment_id: int | None) -> int:
     query = sa.select(sa.func.count()).where(
-        Task.experiment_id == experiment_id, Task.state.in_(IN_FLIGHT)
+        TASK.experiment_id == experiment_id, TASK.state.in_(IN_FLIGHT)
     )
     return int(session.scalar(query) or 0)
 
@@ -252,12 +253,12 @@ def _cancel_pending(session: Session, experiment: Experiment) -> None:
 def cancel_tasks(
     session: Session, experiment: Experiment, states: tuple[TaskState, ...], *, reason: str
 ) -> int:
-    """Move the experiment's tasks in `states` to cancelled (their lease tokens then read `stop`)."""
+    """Cancel the experiment's tasks in `states` (their lease tokens then read `stop`)."""
     rows = session.execute(
         sa.update(Task)
-        .where(Task.experiment_id == experiment.id, Task.state.in_(states))
+        .where(TASK.experiment_id == experiment.id, TASK.state.in_(states))
         .values(state=TaskState.CANCELLED, finished_at=db_now(), error=reason)
-        .returning(Task.id, Task.attempt, Task.worker_id)
+        .returning(TASK.id, TASK.attempt, TASK.worker_id)
     ).all()
     for task_id, attempt, worker_id in rows:
         add_event(

@@ -20,6 +20,9 @@ from morphml.optimizers import Outcome
 from server.db import db_now, transaction
 from server.errors import ConflictError, NotFoundError, StaleLeaseError
 from server.models import (
+    EXPERIMENT,
+    TASK,
+    WORKER,
     EventKind,
     Experiment,
     ExperimentStatus,
@@ -81,8 +84,8 @@ def claim_task(
             worker_id=worker_id,
         )
         spec, lease_seconds = session.execute(
-            sa.select(Experiment.spec, Experiment.lease_seconds).where(
-                Experiment.id == task.experiment_id
+            sa.select(EXPERIMENT.spec, EXPERIMENT.lease_seconds).where(
+                EXPERIMENT.id == task.experiment_id
             )
         ).one()
         return Claim(task=task, spec=spec, lease_seconds=lease_seconds)
@@ -94,37 +97,37 @@ def _claim_statement(worker_id: int, gpus: int, memory: int, excluded: list[int]
     Order: experiment priority, then fair share (fewest running tasks), then age.
     """
     running = (
-        sa.select(Task.experiment_id, sa.func.count().label("running"))
-        .where(Task.state == TaskState.RUNNING)
-        .group_by(Task.experiment_id)
+        sa.select(TASK.experiment_id, sa.func.count().label("running"))
+        .where(TASK.state == TaskState.RUNNING)
+        .group_by(TASK.experiment_id)
         .subquery()
     )
     fits = [
-        Task.state == TaskState.PENDING,
-        Experiment.status == ExperimentStatus.RUNNING,
-        Experiment.need_gpus <= gpus,
-        Experiment.need_gpu_memory_mb <= memory,
+        TASK.state == TaskState.PENDING,
+        EXPERIMENT.status == ExperimentStatus.RUNNING,
+        EXPERIMENT.need_gpus <= gpus,
+        EXPERIMENT.need_gpu_memory_mb <= memory,
     ]
     if excluded:
-        fits.append(Experiment.id.not_in(excluded))
+        fits.append(EXPERIMENT.id.not_in(excluded))
     pick = (
-        sa.select(Task.id)
-        .join(Experiment, Experiment.id == Task.experiment_id)
-        .outerjoin(running, running.c.experiment_id == Task.experiment_id)
+        sa.select(TASK.id)
+        .join(Experiment, EXPERIMENT.id == TASK.experiment_id)
+        .outerjoin(running, running.c.experiment_id == TASK.experiment_id)
         .where(*fits)
-        .order_by(Experiment.priority.desc(), sa.func.coalesce(running.c.running, 0), Task.id)
+        .order_by(EXPERIMENT.priority.desc(), sa.func.coalesce(running.c.running, 0), TASK.id)
         .limit(1)
         .with_for_update(of=Task, skip_locked=True)
         .scalar_subquery()
     )
     lease = (
-        sa.select(Experiment.lease_seconds)
-        .where(Experiment.id == Task.experiment_id)
+        sa.select(EXPERIMENT.lease_seconds)
+        .where(EXPERIMENT.id == TASK.experiment_id)
         .scalar_subquery()
     )
     return (
         sa.update(Task)
-        .where(Task.id == pick, Task.state == TaskState.PENDING)
+        .where(TASK.id == pick, TASK.state == TaskState.PENDING)
         .values(
             state=TaskState.RUNNING,
             lease_token=secrets.token_urlsafe(24),
@@ -135,14 +138,14 @@ def _claim_statement(worker_id: int, gpus: int, memory: int, excluded: list[int]
             progress=None,
             step=None,
         )
-        .returning(*Task.__table__.columns)
+        .returning(*TASK)
     )
 
 
 def _touch_worker(session: Session, worker_id: int) -> Worker:
     session.execute(
         sa.update(Worker)
-        .where(Worker.id == worker_id)
+        .where(WORKER.id == worker_id)
         .values(last_seen_at=db_now(), status=WorkerStatus.ONLINE)
     )
     worker = session.get(Worker, worker_id)
@@ -164,8 +167,8 @@ def _free_resources(worker: Worker, gpus: int | None, memory: int | None) -> tup
 def _experiments_needing_other_labels(session: Session, labels: dict[str, str]) -> list[int]:
     """Running experiments whose label requirements this worker does not meet (few rows)."""
     rows = session.execute(
-        sa.select(Experiment.id, Experiment.need_labels).where(
-            Experiment.status == ExperimentStatus.RUNNING
+        sa.select(EXPERIMENT.id, EXPERIMENT.need_labels).where(
+            EXPERIMENT.status == ExperimentStatus.RUNNING
         )
     ).all()
     return [eid for eid, need in rows if any(labels.get(k) != v for k, v in (need or {}).items())]
@@ -188,8 +191,8 @@ def heartbeat(
         if task.state != TaskState.RUNNING:
             raise ConflictError(f"task {task_id} is {task.state}")
         lease = (
-            sa.select(Experiment.lease_seconds)
-            .where(Experiment.id == task.experiment_id)
+            sa.select(EXPERIMENT.lease_seconds)
+            .where(EXPERIMENT.id == task.experiment_id)
             .scalar_subquery()
         )
         task.heartbeat_at, task.lease_expires_at = session.execute(
@@ -201,7 +204,7 @@ def heartbeat(
         if task.worker_id is not None:
             session.execute(
                 sa.update(Worker)
-                .where(Worker.id == task.worker_id)
+                .where(WORKER.id == task.worker_id)
                 .values(last_seen_at=db_now(), status=WorkerStatus.ONLINE)
             )
         return Beat(task=task, stop_reason=None)
@@ -231,10 +234,10 @@ def _task_for_update(session: Session, task_id: int, lease_token: str) -> Task:
 
 
 def _experiment_id_of(session: Session, task_id: int) -> int:
-    experiment_id = session.scalar(sa.select(Task.experiment_id).where(Task.id == task_id))
+    experiment_id = session.scalar(sa.select(TASK.experiment_id).where(TASK.id == task_id))
     if experiment_id is None:
         raise NotFoundError(f"task {task_id} not found")
-    return experiment_id
+    return int(experiment_id)
 
 
 def complete_task(
@@ -377,9 +380,9 @@ def requeue_expired(engine: Engine, *, limit: int = 100) -> int:
     """Return expired leases to pending (attempt + 1), or fail them when attempts are exhausted."""
     with transaction(engine) as session:
         expired = session.execute(
-            sa.select(Task.id, Task.experiment_id)
-            .where(Task.state == TaskState.RUNNING, Task.lease_expires_at < db_now())
-            .order_by(Task.lease_expires_at)
+            sa.select(TASK.id, TASK.experiment_id)
+            .where(TASK.state == TaskState.RUNNING, TASK.lease_expires_at < db_now())
+            .order_by(TASK.lease_expires_at)
             .limit(limit)
         ).all()
     return sum(_requeue_one(engine, task_id, experiment_id) for task_id, experiment_id in expired)
@@ -391,9 +394,9 @@ def _requeue_one(engine: Engine, task_id: int, experiment_id: int) -> int:
         task = session.get(Task, task_id, with_for_update=True)
         still_expired = session.scalar(
             sa.select(sa.func.count()).where(
-                Task.id == task_id,
-                Task.state == TaskState.RUNNING,
-                Task.lease_expires_at < db_now(),
+                TASK.id == task_id,
+                TASK.state == TaskState.RUNNING,
+                TASK.lease_expires_at < db_now(),
             )
         )
         if task is None or not still_expired:
@@ -414,7 +417,7 @@ def mark_workers_offline(engine: Engine, *, silent_seconds: float) -> int:
         result = session.execute(
             sa.update(Worker)
             .where(
-                Worker.status == WorkerStatus.ONLINE, Worker.last_seen_at < db_now(-silent_seconds)
+                WORKER.status == WorkerStatus.ONLINE, WORKER.last_seen_at < db_now(-silent_seconds)
             )
             .values(status=WorkerStatus.OFFLINE)
         )

@@ -1,8 +1,9 @@
-"""The background reaper: expired leases back to pending, silent workers offline, budgets checked."""
+"""The background reaper: expired leases back to pending, silent workers offline, budgets."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import sqlalchemy as sa
@@ -13,17 +14,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from server.config import Settings
 from server.db import transaction
 from server.metrics import ServerMetrics
-from server.models import Experiment, ExperimentStatus
+from server.models import EXPERIMENT, ExperimentStatus
 from server.orchestrator import feed_locked, lock_experiment
 from server.queue import mark_workers_offline, requeue_expired
 
 log = logging.getLogger("morphml.server")
 
 
-async def reap_forever(engine: Engine, settings: Settings, metrics: ServerMetrics) -> None:
-    """One pass every `reaper_interval_seconds`; a failing pass is logged and retried next period."""
-    while True:
-        await asyncio.sleep(settings.reaper_interval_seconds)
+async def reap_until(
+    stop: asyncio.Event, engine: Engine, settings: Settings, metrics: ServerMetrics
+) -> None:
+    """A pass every `reaper_interval_seconds` until `stop` is set; a failed pass is tried again.
+
+    Stopping between passes, never by cancellation, means no pass is abandoned in its thread
+    holding a pooled connection while the engine is disposed.
+    """
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.reaper_interval_seconds)
+            return
         try:
             expired = await run_in_threadpool(reap_once, engine, settings)
         except SQLAlchemyError as exc:
@@ -46,7 +55,7 @@ def feed_running_experiments(engine: Engine) -> None:
     """Safety net and time budget: top up every running experiment, completing finished ones."""
     with transaction(engine) as session:
         ids = session.scalars(
-            sa.select(Experiment.id).where(Experiment.status == ExperimentStatus.RUNNING)
+            sa.select(EXPERIMENT.id).where(EXPERIMENT.status == ExperimentStatus.RUNNING)
         ).all()
     for experiment_id in ids:
         assert experiment_id is not None

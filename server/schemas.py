@@ -59,7 +59,7 @@ def _default_objectives() -> list[ObjectiveSpec]:
 
 
 class ExperimentCreate(Strict):
-    """The experiment spec (DESIGN.md, "The experiment spec, by example") plus `pruner` and `seed`."""
+    """The experiment spec (DESIGN.md "The experiment spec, by example"), plus pruner and seed."""
 
     name: Name
     search_space: dict[str, Any]

@@ -6,12 +6,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from server.db import db_now, transaction
-from server.models import Task, TaskState, Worker, WorkerStatus
+from server.models import TASK, WORKER, TaskState, Worker, WorkerStatus
 from server.schemas import WorkerCreate, WorkerPublic, WorkersPublic
 
 
 def register_worker(engine: Engine, *, body: WorkerCreate) -> WorkerPublic:
-    """Every start of an agent registers anew: ids are cheap, and a restarted agent is a new worker."""
+    """Each agent start registers anew: ids are cheap, and a restarted agent is a new worker."""
     with transaction(engine) as session:
         worker_id = session.execute(
             sa.insert(Worker)
@@ -24,7 +24,7 @@ def register_worker(engine: Engine, *, body: WorkerCreate) -> WorkerPublic:
                 created_at=db_now(),
                 last_seen_at=db_now(),
             )
-            .returning(Worker.id)
+            .returning(WORKER.id)
         ).scalar_one()
         worker = session.get(Worker, worker_id)
         assert worker is not None
@@ -35,11 +35,11 @@ def list_workers(engine: Engine, *, offset: int, limit: int) -> WorkersPublic:
     with transaction(engine) as session:
         count = session.scalar(sa.select(sa.func.count()).select_from(Worker)) or 0
         workers = session.scalars(
-            sa.select(Worker).order_by(Worker.id).offset(offset).limit(limit)
+            sa.select(Worker).order_by(WORKER.id).offset(offset).limit(limit)
         ).all()
         running = session.execute(
-            sa.select(Task.worker_id, Task.id).where(
-                Task.state == TaskState.RUNNING, Task.worker_id.in_([w.id for w in workers])
+            sa.select(TASK.worker_id, TASK.id).where(
+                TASK.state == TaskState.RUNNING, TASK.worker_id.in_([w.id for w in workers])
             )
         ).all()
         by_worker: dict[int, list[int]] = {}
