@@ -95,6 +95,7 @@ class Agent:
         self.worker_id: Any = None  # as the server gave it (an int today)
         self._running: dict[str, Evaluation] = {}
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._next_flush = 0.0
         # Pause after an empty claim that came back early (poll_seconds 0, a server that does
         # not long-poll): the loop must never hammer the server.
@@ -180,14 +181,21 @@ class Agent:
 
     def _slot_loop(self, slot: Slot) -> None:
         while not self.stopping.is_set():
-            if time.monotonic() >= self._next_flush:
-                self.flush_outbox()
-            asked = time.monotonic()
-            task = self._claim(slot)
-            if task is not None:
-                self._run_task(slot, task)
-            elif time.monotonic() - asked < self.idle_pause:
+            try:
+                self._slot_step(slot)
+            except Exception:  # a bug must cost one iteration, not the slot
+                log.exception("%s: unexpected error; carrying on", slot)
                 self.stopping.wait(self.idle_pause)
+
+    def _slot_step(self, slot: Slot) -> None:
+        if time.monotonic() >= self._next_flush:
+            self.flush_outbox()
+        asked = time.monotonic()
+        task = self._claim(slot)
+        if task is not None:
+            self._run_task(slot, task)
+        elif time.monotonic() - asked < self.idle_pause:
+            self.stopping.wait(self.idle_pause)
 
     def _claim(self, slot: Slot) -> dict[str, Any] | None:
         free_gpu_mb = self.free_memory(slot.gpu) if slot.gpu else 0
@@ -219,7 +227,13 @@ class Agent:
         if self.stopping.is_set():
             outcome = Outcome(error="the worker is shutting down", retryable=True)
         else:
-            outcome = self._evaluate(slot, task)
+            try:
+                outcome = self._evaluate(slot, task)
+            except Exception as exc:  # e.g. a task body this agent version does not understand
+                log.exception("task %s: the agent failed to run it", task.get("id"))
+                outcome = Outcome(
+                    error=f"worker error: {type(exc).__name__}: {exc}", retryable=True
+                )
         if outcome.dropped is None:
             self._report(task, outcome)
         log.info("%s", _task_line(slot, task, outcome, time.monotonic() - started))
@@ -356,11 +370,17 @@ class Agent:
 
     def flush_outbox(self) -> None:
         """Re-post results a previous run (or a network blip) left unacknowledged."""
-        self._next_flush = time.monotonic() + OUTBOX_FLUSH_SECONDS
-        for result in self.outbox.pending():
-            if self.aborting.is_set() or not self.deliver(result, deadline=time.monotonic() + 10):
-                return
-            log.info("task %s: redelivered %s from the outbox", result.task_id, result.outcome)
+        if not self._flushing.acquire(blocking=False):
+            return  # another slot is at it
+        try:
+            self._next_flush = time.monotonic() + OUTBOX_FLUSH_SECONDS
+            for result in self.outbox.pending():
+                deadline = time.monotonic() + 10
+                if self.aborting.is_set() or not self.deliver(result, deadline=deadline):
+                    return
+                log.info("task %s: redelivered %s from the outbox", result.task_id, result.outcome)
+        finally:
+            self._flushing.release()
 
 
 def _task_line(slot: Slot, task: dict[str, Any], outcome: Outcome, seconds: float) -> str:

@@ -47,13 +47,13 @@ def test_a_crashed_evaluation_fails_with_its_reason_and_retry_flag(tmp_path: Pat
 
 
 def test_heartbeats_every_third_of_the_lease_carry_the_latest_report(tmp_path: Path) -> None:
-    long_one = FakeEvaluation(seconds=1.3)
+    long_one = FakeEvaluation(seconds=1.5)
     server = FakeServer(tasks=[make_task(1, lease_seconds=0.6)])
     run = AgentThread(make_agent(server, tmp_path, [long_one]))
     wait_for(lambda: server.bodies("/v1/tasks/1/complete"))
     run.stop()
     beats = server.times("/v1/tasks/1/heartbeat")
-    assert 4 <= len(beats) <= 7  # 1.3 s at one per 0.2 s
+    assert 4 <= len(beats) <= 8  # 1.5 s at one per 0.2 s (fewer when the machine is busy)
     gaps = [b - a for a, b in itertools.pairwise(beats)]
     assert min(gaps) >= 0.18
 
