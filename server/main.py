@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine, make_url
@@ -102,6 +106,7 @@ async def _record_latency(
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
     statuses: dict[type[Exception], int] = {
         NotFoundError: 404,
         ConflictError: 409,
@@ -111,6 +116,22 @@ def _add_error_handlers(app: FastAPI) -> None:
     }
     for error, status_code in statuses.items():
         app.add_exception_handler(error, _handler(status_code))
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, minus echoed inputs JSON cannot carry (NaN would turn it into a 500)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [_json_safe_error(error) for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def _json_safe_error(error: dict[str, Any]) -> dict[str, Any]:
+    safe: dict[str, Any] = {key: error[key] for key in ("type", "loc", "msg") if key in error}
+    try:
+        json.dumps(jsonable_encoder(error.get("input")), allow_nan=False)
+    except (TypeError, ValueError):
+        return safe
+    return {**safe, "input": error.get("input")}
 
 
 def _handler(status_code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:

@@ -122,7 +122,8 @@ class Task(SQLModel, table=True):
     __table_args__ = (
         # The same architecture at the same budget is never trained twice in one experiment.
         sa.UniqueConstraint("experiment_id", "candidate_key", name="uq_task_experiment_candidate"),
-        sa.Index("ix_task_state_experiment", "state", "experiment_id"),
+        # Claim: the oldest pending task of one experiment is an ordered index scan, LIMIT 1.
+        sa.Index("ix_task_state_experiment_id", "state", "experiment_id", "id"),
         sa.Index("ix_task_state_lease", "state", "lease_expires_at"),
     )
 

@@ -67,67 +67,89 @@ def claim_task(
     with transaction(engine) as session:
         worker = _touch_worker(session, worker_id)
         gpus, memory = _free_resources(worker, free_gpus, free_gpu_memory_mb)
-        excluded = _experiments_needing_other_labels(
-            session, worker.labels if labels is None else labels
-        )
-        row = session.execute(_claim_statement(worker_id, gpus, memory, excluded)).first()
-        if row is None:
-            return None
-        task = Task.model_validate(row._asdict())
-        assert task.id is not None
-        add_event(
-            session,
-            task_id=task.id,
-            experiment_id=task.experiment_id,
-            kind=EventKind.CLAIMED,
-            attempt=task.attempt,
-            worker_id=worker_id,
-        )
-        spec, lease_seconds = session.execute(
-            sa.select(EXPERIMENT.spec, EXPERIMENT.lease_seconds).where(
-                EXPERIMENT.id == task.experiment_id
-            )
-        ).one()
-        return Claim(task=task, spec=spec, lease_seconds=lease_seconds)
+        wanted = worker.labels if labels is None else labels
+        for experiment in _claim_order(session, gpus=gpus, memory=memory, labels=wanted):
+            row = session.execute(_claim_statement(experiment.id, worker_id)).first()
+            if row is not None:
+                return _claimed(session, Task.model_validate(row._asdict()), experiment)
+        return None
 
 
-def _claim_statement(worker_id: int, gpus: int, memory: int, excluded: list[int]) -> sa.Update:
+def _claimed(session: Session, task: Task, experiment: Experiment) -> Claim:
+    assert task.id is not None
+    add_event(
+        session,
+        task_id=task.id,
+        experiment_id=task.experiment_id,
+        kind=EventKind.CLAIMED,
+        attempt=task.attempt,
+        worker_id=task.worker_id,
+    )
+    return Claim(task=task, spec=experiment.spec, lease_seconds=experiment.lease_seconds)
+
+
+def _claim_order(
+    session: Session, *, gpus: int, memory: int, labels: dict[str, str]
+) -> list[Experiment]:
+    """Running experiments with pending tasks this worker can run, best first.
+
+    Order: priority, then fair share (fewest running tasks), then the older experiment. Done in
+    Python over a handful of rows: the alternative, ranking every pending task in SQL, costs a
+    sort of the whole queue per claim.
+    """
+    load = _in_flight_counts(session)
+    fitting = [
+        experiment
+        for experiment in session.scalars(
+            sa.select(Experiment).where(EXPERIMENT.status == ExperimentStatus.RUNNING)
+        )
+        if load.get((experiment.id, TaskState.PENDING), 0) > 0
+        and _fits(experiment, gpus, memory, labels)
+    ]
+    return sorted(
+        fitting,
+        key=lambda e: (-e.priority, load.get((e.id, TaskState.RUNNING), 0), e.id),
+    )
+
+
+def _in_flight_counts(session: Session) -> dict[tuple[int | None, str], int]:
+    rows = session.execute(
+        sa.select(TASK.experiment_id, TASK.state, sa.func.count())
+        .where(TASK.state.in_((TaskState.PENDING, TaskState.RUNNING)))
+        .group_by(TASK.experiment_id, TASK.state)
+    )
+    return {(experiment_id, state): int(count) for experiment_id, state, count in rows}
+
+
+def _fits(experiment: Experiment, gpus: int, memory: int, labels: dict[str, str]) -> bool:
+    needs_labels = experiment.need_labels or {}
+    return (
+        experiment.need_gpus <= gpus
+        and experiment.need_gpu_memory_mb <= memory
+        and all(labels.get(key) == value for key, value in needs_labels.items())
+    )
+
+
+def _claim_statement(experiment_id: int | None, worker_id: int) -> sa.Update:
     """UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING: one atomic statement.
 
-    Order: experiment priority, then fair share (fewest running tasks), then age.
+    The oldest pending task of the experiment; Postgres re-checks the subquery's WHERE on the
+    row it locks, so a task taken meanwhile is skipped, never handed out twice.
     """
-    running = (
-        sa.select(TASK.experiment_id, sa.func.count().label("running"))
-        .where(TASK.state == TaskState.RUNNING)
-        .group_by(TASK.experiment_id)
-        .subquery()
-    )
-    fits = [
-        TASK.state == TaskState.PENDING,
-        EXPERIMENT.status == ExperimentStatus.RUNNING,
-        EXPERIMENT.need_gpus <= gpus,
-        EXPERIMENT.need_gpu_memory_mb <= memory,
-    ]
-    if excluded:
-        fits.append(EXPERIMENT.id.not_in(excluded))
     pick = (
         sa.select(TASK.id)
-        .join(Experiment, EXPERIMENT.id == TASK.experiment_id)
-        .outerjoin(running, running.c.experiment_id == TASK.experiment_id)
-        .where(*fits)
-        .order_by(EXPERIMENT.priority.desc(), sa.func.coalesce(running.c.running, 0), TASK.id)
+        .where(TASK.state == TaskState.PENDING, TASK.experiment_id == experiment_id)
+        .order_by(TASK.id)
         .limit(1)
-        .with_for_update(of=Task, skip_locked=True)
+        .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     lease = (
-        sa.select(EXPERIMENT.lease_seconds)
-        .where(EXPERIMENT.id == TASK.experiment_id)
-        .scalar_subquery()
+        sa.select(EXPERIMENT.lease_seconds).where(EXPERIMENT.id == experiment_id).scalar_subquery()
     )
     return (
         sa.update(Task)
-        .where(TASK.id == pick, TASK.state == TaskState.PENDING)
+        .where(TASK.id == pick)
         .values(
             state=TaskState.RUNNING,
             lease_token=secrets.token_urlsafe(24),
@@ -162,16 +184,6 @@ def _free_resources(worker: Worker, gpus: int | None, memory: int | None) -> tup
     if memory is None:
         memory = max((int(g.get("memory_mb", 0)) for g in registered), default=0)
     return gpus, memory
-
-
-def _experiments_needing_other_labels(session: Session, labels: dict[str, str]) -> list[int]:
-    """Running experiments whose label requirements this worker does not meet (few rows)."""
-    rows = session.execute(
-        sa.select(EXPERIMENT.id, EXPERIMENT.need_labels).where(
-            EXPERIMENT.status == ExperimentStatus.RUNNING
-        )
-    ).all()
-    return [eid for eid, need in rows if any(labels.get(k) != v for k, v in (need or {}).items())]
 
 
 def heartbeat(

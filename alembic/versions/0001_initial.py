@@ -94,7 +94,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("task", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_task_experiment_id"), ["experiment_id"], unique=False)
-        batch_op.create_index("ix_task_state_experiment", ["state", "experiment_id"], unique=False)
+        batch_op.create_index(
+            "ix_task_state_experiment_id", ["state", "experiment_id", "id"], unique=False
+        )
         batch_op.create_index("ix_task_state_lease", ["state", "lease_expires_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_task_worker_id"), ["worker_id"], unique=False)
 
@@ -137,7 +139,7 @@ def downgrade() -> None:
     with op.batch_alter_table("task", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_task_worker_id"))
         batch_op.drop_index("ix_task_state_lease")
-        batch_op.drop_index("ix_task_state_experiment")
+        batch_op.drop_index("ix_task_state_experiment_id")
         batch_op.drop_index(batch_op.f("ix_task_experiment_id"))
 
     op.drop_table("task")

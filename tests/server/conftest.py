@@ -38,7 +38,11 @@ def _postgres_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database of each kind."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'morphml.db'}"
+        url = f"sqlite:///{tmp_path / 'morphml.db'}"
+        engine = make_engine(url)
+        upgrade_to_head(engine)
+        engine.dispose()
+        return url
     url: str = request.getfixturevalue("_postgres_url")
     _empty_postgres(url)
     return url
