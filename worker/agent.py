@@ -51,16 +51,20 @@ class Slot:
         return f"slot {self.number}" + (f" (gpu {self.gpu.index})" if self.gpu else " (cpu)")
 
 
-def plan_slots(gpus: list[Gpu], cpus: int, slots: int | None) -> list[Slot]:
+def plan_slots(
+    gpus: list[Gpu], cpus: int, slots: int | None, threads: int | None = None
+) -> list[Slot]:
     """`slots` per GPU, or `slots` CPU slots; CPU threads split evenly between all slots.
 
     Several single-thread trainings beat one multi-thread training on small models (about 1.4x
     models per hour for two on two cores), so threads are shared rather than oversubscribed.
+    `threads` (MORPHML_TORCH_THREADS in the agent's environment) overrides the split, e.g.
+    for several agents sharing one machine.
     """
     per_unit = slots or 1
     units: list[Gpu | None] = [gpu for gpu in gpus for _ in range(per_unit)] if gpus else []
     units = units or [None] * per_unit
-    threads = max(1, cpus // len(units))
+    threads = threads or max(1, cpus // len(units))
     return [Slot(number, gpu, threads) for number, gpu in enumerate(units)]
 
 
@@ -82,7 +86,7 @@ class Agent:
     ) -> None:
         self.settings = settings
         self.resources = resources
-        self.slots = plan_slots(gpus, int(resources["cpus"]), settings.slots)
+        self.slots = plan_slots(gpus, int(resources["cpus"]), settings.slots, _threads_from_env())
         self.start_evaluation = start_evaluation
         self.free_memory = free_memory
         self.poll_interval = poll_interval
@@ -381,6 +385,11 @@ class Agent:
                 log.info("task %s: redelivered %s from the outbox", result.task_id, result.outcome)
         finally:
             self._flushing.release()
+
+
+def _threads_from_env() -> int | None:
+    value = os.environ.get("MORPHML_TORCH_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _task_line(slot: Slot, task: dict[str, Any], outcome: Outcome, seconds: float) -> str:

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every request at INFO; the agent logs one line per task instead.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
         gpus = select_gpus(settings.gpus, discover_gpus(), os.environ)
     except ResourceError as exc:

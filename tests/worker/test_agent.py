@@ -191,6 +191,7 @@ def test_slots_one_per_gpu_or_n_on_the_cpu_sharing_threads() -> None:
     cpu = plan_slots([], 2, 2)
     assert [(s.gpu, s.threads) for s in cpu] == [(None, 1), (None, 1)]
     assert plan_slots([], 1, 4)[0].threads == 1
+    assert plan_slots([], 16, 2, threads=3)[0].threads == 3
 
 
 def test_the_child_gets_its_gpu_threads_and_allow_list_but_not_the_token(

@@ -22,6 +22,7 @@ import pytest
 from morphml import Layer, SearchSpace
 from morphml.cli.processes import Processes, free_port, script, wait_ready
 from morphml.client import Client, Experiment, Task
+from tests.server.support import fresh_postgres_database, require_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +47,7 @@ class Cluster:
         argv += ["--work-dir", str(self.workers.log_dir / name), "--poll-seconds", "1"]
         argv += ["--allow", "tests.worker", *extra]
         env = {"MORPHML_WORKER_TOKEN": self.worker_token, "PYTHONPATH": str(ROOT)}
+        env["MORPHML_TORCH_THREADS"] = "1"  # two agents share this machine's cores
         self.workers.start(name, argv, env)
         self.started[name] = self.workers.running[-1][1]
         return self.started[name]
@@ -107,9 +109,14 @@ def python_evaluator(function: str, **params: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str, Path]]:
-    base = tmp_path_factory.mktemp("cluster")
+ServerInfo = tuple[str, str, str, Path]
+# The lease paths (expiry, reaper, requeue on fail) differ by database: run those tests on both.
+BOTH_DATABASES = pytest.mark.parametrize(
+    "cluster", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+def start_server(base: Path, database_url: str) -> Iterator[ServerInfo]:
     admin_token, worker_token = secrets.token_hex(16), secrets.token_hex(16)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -121,7 +128,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
         "MORPHML_CLAIM_REPOLL_SECONDS": "0.5",
     }
     argv = [script("morphml-server"), "serve", "--port", str(port), "--log-level", "warning"]
-    processes.start("server", [*argv, "--database-url", f"sqlite:///{base / 'morphml.db'}"], env)
+    processes.start("server", [*argv, "--database-url", database_url], env)
     try:
         wait_ready(url, processes)
         yield url, admin_token, worker_token, base
@@ -129,9 +136,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
         processes.stop_all()
 
 
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
+    base = tmp_path_factory.mktemp("sqlite-cluster")
+    yield from start_server(base, f"sqlite:///{base / 'morphml.db'}")
+
+
+@pytest.fixture(scope="module")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
+    require_postgres()
+    with fresh_postgres_database() as url:
+        yield from start_server(tmp_path_factory.mktemp("postgres-cluster"), url)
+
+
 @pytest.fixture
-def cluster(server: tuple[str, str, str, Path], tmp_path: Path) -> Iterator[Cluster]:
-    url, admin_token, worker_token, base = server
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    """Workers of one test on the module's server (SQLite unless parametrized otherwise)."""
+    database = getattr(request, "param", "sqlite")
+    url, admin_token, worker_token, base = request.getfixturevalue(f"{database}_server")
     with Client(url, admin_token) as admin:
         cluster = Cluster(url, admin, worker_token, base, Processes(tmp_path / "workers"))
         try:
@@ -155,6 +177,7 @@ def test_two_workers_train_digits_to_sensible_accuracies(cluster: Cluster) -> No
     assert len({t.worker_id for t in tasks}) == 2
 
 
+@BOTH_DATABASES
 def test_a_killed_worker_loses_its_lease_and_the_task_is_done_once_elsewhere(
     cluster: Cluster,
 ) -> None:
@@ -175,6 +198,7 @@ def test_a_killed_worker_loses_its_lease_and_the_task_is_done_once_elsewhere(
     assert redone.attempt == 2 and redone.metrics and redone.metrics["val_accuracy"] == 0.75
 
 
+@BOTH_DATABASES
 def test_sigterm_exits_cleanly_and_hands_the_task_back_at_once(cluster: Cluster) -> None:
     worker = cluster.start_worker("a", "--grace-seconds", "0.5")
     experiment_id = cluster.experiment(
