@@ -78,9 +78,9 @@ def tabular_spec(evaluations: int) -> dict[str, Any]:
 
 
 def run_demo(options: DemoOptions, console: Console) -> Path:
-    run_dir = (
-        options.out / f"{'nb201' if options.tabular else 'mnist'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    kind = "nb201" if options.tabular else "mnist"
+    # Absolute: workers run each evaluation with its task directory as the working directory.
+    run_dir = options.out.resolve() / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     if options.tabular:
         spec, slots = tabular_spec(options.evaluations or 200), 4
@@ -100,7 +100,9 @@ def run_demo(options: DemoOptions, console: Console) -> Path:
 
 def _write_outputs(run_dir: Path, experiment: Any, tasks: list[Any], console: Console) -> None:
     rows = render.result_rows(experiment, tasks)
-    console.print(render.rows_table(rows[:10], f"Leaderboard ({len(rows)} evaluations)"))
+    title = f"Leaderboard ({len(rows)} evaluations)"
+    columns = render.leaderboard_columns(experiment)
+    console.print(render.rows_table(rows[:10], title, columns))
     (run_dir / "results.json").write_text(render.rows_json(rows) + "\n")
     (run_dir / "results.csv").write_text(render.rows_csv(rows))
     (run_dir / "experiment.json").write_text(

@@ -17,17 +17,22 @@ from morphml.optimizers import Candidate, Outcome, make_optimizer
 
 
 def demo_space() -> SearchSpace:
-    """The CNN space of DESIGN.md, for 28x28 grey images."""
-    return SearchSpace("cnn").add_layers(
+    """A CNN space for 28x28 grey images, sized so one candidate trains in seconds on a CPU.
+
+    972 architectures whose MNIST accuracy after 2 short epochs spans ~0.89 to ~0.97, so the
+    search has something to find.
+    """
+    return SearchSpace("mnist-cnn").add_layers(
         Layer.input(shape=(1, 28, 28)),
-        Layer.conv2d(filters=[16, 32, 64], kernel_size=[3, 5]),
+        Layer.conv2d(filters=[8, 16, 32], kernel_size=[3, 5]),
         Layer.batchnorm(optional=True),
         Layer.activation(["relu", "gelu", "silu"]),
         Layer.maxpool(pool_size=2),
-        Layer.conv2d(filters=[32, 64], kernel_size=3, optional=True),
+        Layer.conv2d(filters=[16, 32], kernel_size=3, optional=True),
         Layer.relu(),
+        Layer.maxpool(pool_size=2),
         Layer.flatten(),
-        Layer.dense(units=[64, 128, 256]),
+        Layer.dense(units=[32, 64, 128]),
         Layer.dropout(rate=[0.0, 0.25], optional=True),
         Layer.output(units=10),
     )

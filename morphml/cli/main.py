@@ -125,7 +125,9 @@ def results(
     elif format == "csv":
         sys.stdout.write(render.rows_csv(rows))
     else:
-        console.print(render.rows_table(rows, f"Experiment {experiment_id}: top {top}"))
+        title = f"Experiment {experiment_id}: top {top}"
+        columns = render.leaderboard_columns(State.client().experiment(experiment_id))
+        console.print(render.rows_table(rows, title, columns))
 
 
 @app.command()

@@ -58,13 +58,12 @@ class Processes:
         self.running.append((name, process))
 
     def stop_all(self, grace: float = 10.0) -> None:
-        # Workers first, so they can hand their tasks back while the server still listens.
+        """Stop in reverse start order, each fully before the next: workers hand their tasks
+        back (and drop their long-polls) while the server still listens."""
         for _, process in reversed(self.running):
             _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for _, process in reversed(self.running):
             try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 _signal_group(process, signal.SIGKILL)
                 process.wait()

@@ -48,8 +48,8 @@ def result_rows(experiment: Experiment, tasks: list[Task]) -> list[dict[str, Any
     return rows
 
 
-def rows_table(rows: list[dict[str, Any]], title: str) -> Table:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+def rows_table(rows: list[dict[str, Any]], title: str, columns: list[str] | None = None) -> Table:
+    columns = columns or list(dict.fromkeys(key for row in rows for key in row))
     table = Table(*columns, title=title)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
@@ -60,6 +60,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else str(value)
+
+
+def leaderboard_columns(experiment: Experiment) -> list[str]:
+    """The columns a terminal has room for: identity, size, the objectives, training time."""
+    metrics = [o["metric"] for o in objectives(experiment)]
+    return ["rank", "task", "hash", "params", "mflops", *metrics, "train_seconds"]
 
 
 def rows_csv(rows: list[dict[str, Any]]) -> str:
