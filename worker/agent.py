@@ -7,7 +7,6 @@ running children are stopped and their tasks failed as retryable; `abort()` kill
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -16,13 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
 from worker.config import WorkerSettings
 from worker.http import ApiError, Backoff, LeaseLost, ServerApi, Unreachable
-from worker.outbox import Outbox, Result
+from worker.outbox import Outbox, Result, WorkDirLock
 from worker.resources import Gpu, free_gpu_memory_mb
 from worker.runner import ChildProcess, Evaluation, Outcome
 
@@ -99,7 +98,6 @@ class Agent:
         self.worker_id: Any = None  # as the server gave it (an int today)
         self._running: dict[str, Evaluation] = {}
         self._lock = threading.Lock()
-        self._flushing = threading.Lock()
         self._next_flush = 0.0
         # Pause after an empty claim that came back early (poll_seconds 0, a server that does
         # not long-poll): the loop must never hammer the server.
@@ -110,7 +108,7 @@ class Agent:
 
     def run(self) -> int:
         """Serve until stopped; 0 after a clean shutdown, 2 when the server refuses us."""
-        with _work_dir_lock(self.settings.work_dir):
+        with WorkDirLock(self.settings.work_dir):
             self._log_summary()
             try:
                 self.worker_id = self._register()
@@ -354,37 +352,12 @@ class Agent:
         if self.stopping.is_set():
             # Shutting down: the result is safe on disk, so do not hold the exit for long.
             deadline = min(deadline, max(self.grace_deadline, time.monotonic()) + 5)
-        self.deliver(result, deadline=deadline)
-
-    def deliver(self, result: Result, *, deadline: float) -> bool:
-        """Post one result; True once it is final (acknowledged, or the lease is gone)."""
-        try:
-            self.api.report(result.task_id, result.outcome, result.body, deadline=deadline)
-        except LeaseLost as exc:
-            log.info("task %s: the server already holds a final answer (%s)", result.task_id, exc)
-        except ApiError as exc:
-            log.error(
-                "task %s: the server rejected the result, discarding it: %s", result.task_id, exc
-            )
-        except Unreachable as exc:
-            log.warning("task %s: result kept in the outbox for later: %s", result.task_id, exc)
-            return False
-        self.outbox.remove(result)
-        return True
+        self.outbox.deliver(self.api, result, deadline=deadline)
 
     def flush_outbox(self) -> None:
-        """Re-post results a previous run (or a network blip) left unacknowledged."""
-        if not self._flushing.acquire(blocking=False):
-            return  # another slot is at it
-        try:
-            self._next_flush = time.monotonic() + OUTBOX_FLUSH_SECONDS
-            for result in self.outbox.pending():
-                deadline = time.monotonic() + 10
-                if self.aborting.is_set() or not self.deliver(result, deadline=deadline):
-                    return
-                log.info("task %s: redelivered %s from the outbox", result.task_id, result.outcome)
-        finally:
-            self._flushing.release()
+        """Re-post what a previous run (or a network blip) left unacknowledged."""
+        self._next_flush = time.monotonic() + OUTBOX_FLUSH_SECONDS
+        self.outbox.flush(self.api, interrupt=self.aborting)
 
 
 def _threads_from_env() -> int | None:
@@ -405,26 +378,3 @@ def _task_line(slot: Slot, task: dict[str, Any], outcome: Outcome, seconds: floa
     kind = "retryable" if outcome.retryable else "final"
     first_line = (outcome.error or "").splitlines()[0] if outcome.error else "unknown error"
     return f"{head} failed ({kind}) after {seconds:.1f}s: {first_line}"
-
-
-class _work_dir_lock:
-    """An exclusive lock on the work dir: two agents sharing one outbox would post twice."""
-
-    def __init__(self, work_dir: Path) -> None:
-        self.path = work_dir / "agent.lock"
-        self.handle: IO[str] | None = None
-
-    def __enter__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = self.path.open("w")
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.handle.close()
-            raise SystemExit(
-                f"another morphml-worker uses {self.path.parent}; pass --work-dir"
-            ) from None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            self.handle.close()

@@ -229,3 +229,17 @@ def test_crashing_children_are_retried_then_failed_while_the_worker_serves_on(
         assert task.error and ("exited with code 3" in task.error or "boom" in task.error)
     healthy = cluster.finished(cluster.experiment(python_evaluator("good")))
     assert healthy.status == "completed" and worker.poll() is None
+
+
+def test_a_cancelled_experiment_stops_the_running_child(cluster: Cluster) -> None:
+    worker = cluster.start_worker("a")
+    experiment_id = cluster.experiment(
+        python_evaluator("good", sleep=60), budget={"max_evaluations": 1}, lease_seconds=3
+    )
+    cluster.wait(lambda: cluster.running_task(experiment_id))
+    children = cluster.wait(lambda: psutil.Process(worker.pid).children(recursive=True))
+    cluster.admin.cancel(experiment_id)
+    # The next heartbeat (every second) answers "stop": the child goes, the worker stays.
+    cluster.wait(lambda: not any(child.is_running() for child in children), timeout=15)
+    (task,) = cluster.admin.tasks(experiment_id)
+    assert task.state == "cancelled" and worker.poll() is None
