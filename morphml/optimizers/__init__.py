@@ -1,16 +1,38 @@
 """Ask/tell optimizers with JSON state; `make_optimizer` builds one by name."""
 
 from morphml.optimizers.base import Candidate, Objective, Optimizer, OptimizerError, Outcome
+from morphml.optimizers.genetic import Genetic
+from morphml.optimizers.hyperband import ASHA, Hyperband
+from morphml.optimizers.local_search import LocalSearch
+from morphml.optimizers.nsga2 import NSGA2
+from morphml.optimizers.pareto import pareto_front
+from morphml.optimizers.pruners import ASHAPruner, MedianPruner, Pruner, make_pruner
 from morphml.optimizers.random_search import RandomSearch
 from morphml.optimizers.registry import OPTIMIZERS, make_optimizer
+from morphml.optimizers.regularized_evolution import RegularizedEvolution
+from morphml.optimizers.simulated_annealing import SimulatedAnnealing
+from morphml.optimizers.surrogate import SurrogateSearch
 
 __all__ = [
+    "ASHA",
+    "NSGA2",
     "OPTIMIZERS",
+    "ASHAPruner",
     "Candidate",
+    "Genetic",
+    "Hyperband",
+    "LocalSearch",
+    "MedianPruner",
     "Objective",
     "Optimizer",
     "OptimizerError",
     "Outcome",
+    "Pruner",
     "RandomSearch",
+    "RegularizedEvolution",
+    "SimulatedAnnealing",
+    "SurrogateSearch",
     "make_optimizer",
+    "make_pruner",
+    "pareto_front",
 ]

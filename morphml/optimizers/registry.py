@@ -7,11 +7,28 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from morphml.optimizers.base import Objective, Optimizer, OptimizerError
+from morphml.optimizers.genetic import Genetic
+from morphml.optimizers.hyperband import ASHA, Hyperband
+from morphml.optimizers.local_search import LocalSearch
+from morphml.optimizers.nsga2 import NSGA2
 from morphml.optimizers.random_search import RandomSearch
+from morphml.optimizers.regularized_evolution import RegularizedEvolution
+from morphml.optimizers.simulated_annealing import SimulatedAnnealing
+from morphml.optimizers.surrogate import SurrogateSearch
 from morphml.space.base import Space
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "random": RandomSearch,
+    "regularized_evolution": RegularizedEvolution,
+    "genetic": Genetic,
+    "local_search": LocalSearch,
+    "simulated_annealing": SimulatedAnnealing,
+    "surrogate": SurrogateSearch,
+    "nsga2": NSGA2,
+    "asha": ASHA,
+    "hyperband": Hyperband,
+    # The default is the optimizer that bench/search_quality.py found best (see bench/README.md).
+    "default": SurrogateSearch,
 }
 
 DEFAULT_OBJECTIVES = (Objective("val_accuracy", "maximize"),)

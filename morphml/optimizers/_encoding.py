@@ -1,0 +1,85 @@
+"""Feature vectors of configs for surrogate models: one-hot choices, scaled ranges, cell paths.
+
+Every space gets one column per (choice variable, option) and one per range variable (scaled to
+[0, 1], in log space for log ranges); an inactive variable leaves its columns at 0. A cell space
+also gets the path encoding of White et al. 2021 (BANANAS): one column per input->output path
+and op sequence, which describes what a cell computes better than its edges do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from morphml.space.base import Space
+from morphml.space.cell import CellSpace
+from morphml.space.domains import Choice, Domain, FloatRange, IntRange
+
+Array = npt.NDArray[np.float64]
+
+
+class Encoder:
+    def __init__(self, space: Space, paths: bool = True) -> None:
+        self.domains = sorted(space.variables().items())
+        self.columns: dict[tuple[str, Any], int] = {}
+        for key, domain in self.domains:
+            options = domain.options if isinstance(domain, Choice) else (None,)
+            for option in options:
+                self.columns[(key, _hashable(option))] = len(self.columns)
+        self.paths = _cell_paths(space) if paths and isinstance(space, CellSpace) else {}
+        self.width = len(self.columns) + len(self.paths)
+
+    def encode(self, configs: list[dict[str, Any]]) -> Array:
+        matrix = np.zeros((len(configs), self.width))
+        for row, config in enumerate(configs):
+            for column, value in self._entries(config):
+                matrix[row, column] = value
+        return matrix
+
+    def _entries(self, config: dict[str, Any]) -> list[tuple[int, float]]:
+        entries = []
+        for key, domain in self.domains:
+            if key not in config:
+                continue
+            if isinstance(domain, Choice):
+                column = self.columns.get((key, _hashable(config[key])))
+                if column is not None:
+                    entries.append((column, 1.0))
+            else:
+                entries.append((self.columns[(key, None)], _scaled(domain, config[key])))
+        offset = len(self.columns)
+        for path_ops, column in self.paths.items():
+            if all(config.get(edge) == op for edge, op in path_ops):
+                entries.append((offset + column, 1.0))
+        return entries
+
+
+def _cell_paths(space: CellSpace) -> dict[tuple[tuple[str, str], ...], int]:
+    """Every input->output path through the cell's nodes, with every sequence of non-'none' ops."""
+    ops = [op for op in space.ops if op != "none"]
+    last = space.num_nodes - 1
+    inner = range(1, last)
+    columns: dict[tuple[tuple[str, str], ...], int] = {}
+    for size in range(len(inner) + 1):
+        for middle in itertools.combinations(inner, size):
+            nodes = (0, *middle, last)
+            edges = [f"{j}<-{i}" for i, j in itertools.pairwise(nodes)]
+            for sequence in itertools.product(ops, repeat=len(edges)):
+                columns[tuple(zip(edges, sequence, strict=True))] = len(columns)
+    return columns
+
+
+def _scaled(domain: Domain, value: Any) -> float:
+    assert isinstance(domain, IntRange | FloatRange)
+    low, high, x = float(domain.low), float(domain.high), float(value)
+    if domain.log:
+        low, high, x = math.log(low), math.log(high), math.log(x)
+    return 0.0 if high == low else (x - low) / (high - low)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value

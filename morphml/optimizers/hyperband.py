@@ -1,0 +1,137 @@
+"""Multi-fidelity search: ASHA (asynchronous successive halving) and asynchronous Hyperband.
+
+Budgets form rungs min_budget, min_budget*eta, ... up to max_budget. Whenever asked, the search
+promotes a candidate that is in the top 1/eta of its rung (trying the highest rung first) to the
+next budget; if none qualifies, it starts a new random architecture at the bottom rung. Nobody
+waits for a rung to fill, so workers never idle (Li et al. 2020). Hyperband runs several such
+brackets, each starting at a higher rung, and hands new architectures to them in turn.
+A promoted architecture is the same architecture at a larger `Candidate.budget`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from morphml.optimizers._search import SearchBase
+from morphml.optimizers._state import draw_new
+from morphml.optimizers.base import Candidate, Objective, OptimizerError, Outcome
+from morphml.space.base import Space
+
+
+class ASHA(SearchBase):
+    def __init__(
+        self,
+        space: Space,
+        objectives: list[Objective],
+        seed: int | None = None,
+        min_budget: float = 1,
+        max_budget: float = 27,
+        eta: int = 3,
+        brackets: int = 1,
+    ) -> None:
+        budgets = _budgets(min_budget, max_budget, eta)
+        if not isinstance(brackets, int) or not 1 <= brackets <= len(budgets):
+            raise ValueError(f"brackets must be an int in [1, {len(budgets)}], got {brackets!r}")
+        super().__init__(space, objectives, seed)
+        self.budgets, self.eta, self.brackets = budgets, eta, brackets
+        self.rungs: list[dict[str, Any]] = [{} for _ in budgets]  # hash -> {"config", "score"}
+        self.promoted: list[list[str]] = [[] for _ in budgets]  # hashes sent on from each rung
+        self.started = 0  # new architectures so far, which picks their bracket
+
+    def ask(self, n: int = 1) -> list[Candidate]:
+        if not isinstance(n, int) or n < 0:
+            raise OptimizerError(f"ask: n must be an int >= 0, got {n!r}")
+        candidates = []
+        for _ in range(n):
+            candidate = self._promotion() or self._new()
+            if candidate is None:
+                break
+            candidates.append(candidate)
+        return candidates
+
+    def tell(
+        self,
+        candidate: Candidate,
+        metrics: dict[str, float] | None,
+        outcome: Outcome = Outcome.COMPLETED,
+    ) -> None:
+        rung = self._rung_of(candidate)
+        entry = {"config": candidate.architecture.config, "score": self.score(metrics, outcome)}
+        self.rungs[rung][candidate.architecture.hash] = entry
+        self.seen.add(candidate.architecture.hash)
+
+    def _promotion(self) -> Candidate | None:
+        for rung in range(len(self.budgets) - 2, -1, -1):
+            scored = [
+                (e["score"], h) for h, e in self.rungs[rung].items() if e["score"] is not None
+            ]
+            top = sorted(scored, reverse=True)[: len(scored) // self.eta]
+            for _, arch_hash in top:
+                if arch_hash not in self.promoted[rung]:
+                    self.promoted[rung].append(arch_hash)
+                    architecture = self.build(self.rungs[rung][arch_hash]["config"])
+                    return self._candidate(architecture, rung + 1)
+        return None
+
+    def _new(self) -> Candidate | None:
+        architecture = draw_new(self.space, self.rng, self.seen)
+        if architecture is None:
+            return None
+        self.seen.add(architecture.hash)
+        bracket = self.started % self.brackets
+        self.started += 1
+        return self._candidate(architecture, bracket)
+
+    def _candidate(self, architecture: Any, rung: int) -> Candidate:
+        return Candidate(architecture, budget=self.budgets[rung], meta={"rung": rung})
+
+    def _rung_of(self, candidate: Candidate) -> int:
+        rung = candidate.meta.get("rung")
+        if isinstance(rung, int) and 0 <= rung < len(self.budgets):
+            return rung
+        return min(
+            range(len(self.budgets)), key=lambda k: abs(self.budgets[k] - (candidate.budget or 0))
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "rungs": self.rungs,
+            "promoted": self.promoted,
+            "started": self.started,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.rungs = [dict(rung) for rung in state["rungs"]]
+        self.promoted = [list(hashes) for hashes in state["promoted"]]
+        self.started = int(state["started"])
+
+
+class Hyperband(ASHA):
+    """Asynchronous Hyperband: ASHA with one bracket per rung (the default)."""
+
+    def __init__(
+        self,
+        space: Space,
+        objectives: list[Objective],
+        seed: int | None = None,
+        min_budget: float = 1,
+        max_budget: float = 27,
+        eta: int = 3,
+        brackets: int | None = None,
+    ) -> None:
+        count = len(_budgets(min_budget, max_budget, eta)) if brackets is None else brackets
+        super().__init__(space, objectives, seed, min_budget, max_budget, eta, count)
+
+
+def _budgets(min_budget: float, max_budget: float, eta: int) -> list[float]:
+    if not isinstance(eta, int) or isinstance(eta, bool) or eta < 2:
+        raise ValueError(f"eta must be an int >= 2, got {eta!r}")
+    if not isinstance(min_budget, int | float) or not isinstance(max_budget, int | float):
+        raise ValueError("min_budget and max_budget must be numbers")
+    if not 0 < min_budget <= max_budget:
+        raise ValueError(f"need 0 < min_budget <= max_budget, got {min_budget} and {max_budget}")
+    steps = math.floor(math.log(max_budget / min_budget, eta) + 1e-9)
+    return [float(min_budget * eta**k) for k in range(steps)] + [float(max_budget)]

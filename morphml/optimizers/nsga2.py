@@ -1,0 +1,95 @@
+"""NSGA-II (Deb et al. 2002) for several objectives, as an asynchronous steady-state algorithm.
+
+The population is the `population_size` best results by non-dominated rank, then crowding
+distance; each told result joins it and the worst member leaves. Offspring come from binary
+tournaments (rank, then crowding), uniform crossover and mutation. `front()` is the Pareto front
+of everything told so far.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from morphml.architecture import Architecture
+from morphml.mutation import crossover
+from morphml.optimizers._search import Record, SearchBase
+from morphml.optimizers.base import Objective
+from morphml.optimizers.pareto import crowding_distance, nondominated_sort
+from morphml.space.base import Space
+
+
+class NSGA2(SearchBase):
+    def __init__(
+        self,
+        space: Space,
+        objectives: list[Objective],
+        seed: int | None = None,
+        population_size: int = 20,
+        crossover_rate: float = 0.9,
+    ) -> None:
+        if (
+            not isinstance(population_size, int)
+            or isinstance(population_size, bool)
+            or population_size < 2
+        ):
+            raise ValueError(f"population_size must be an int >= 2, got {population_size!r}")
+        if not isinstance(crossover_rate, int | float) or not 0 <= crossover_rate <= 1:
+            raise ValueError(f"crossover_rate must be in [0, 1], got {crossover_rate!r}")
+        super().__init__(space, objectives, seed)
+        self.population_size, self.crossover_rate = population_size, crossover_rate
+        self.population: list[Record] = []
+        self.fitness: list[tuple[int, float]] = []  # per member: (rank, crowding distance)
+
+    def front(self) -> list[Record]:
+        """Every told result that no other told result dominates."""
+        told = [r for r in self.history if self._values(r) is not None]
+        fronts = nondominated_sort([self._values(r) for r in told])  # type: ignore[misc]
+        return [told[i] for i in fronts[0]] if fronts else []
+
+    def _propose(self) -> Architecture | None:
+        if len(self.population) < self.population_size:
+            return None
+        child = self.build(self._tournament()["config"])
+        if self.rng.random() < self.crossover_rate:
+            child = crossover(self.space, child, self.build(self._tournament()["config"]), self.rng)
+        return self.mutate_new(child)
+
+    def _tournament(self) -> Record:
+        a, b = self.rng.sample(range(len(self.population)), 2)
+        # Lower rank wins; on a tie, the lonelier (larger crowding distance).
+        better = min((a, b), key=lambda i: (self.fitness[i][0], -self.fitness[i][1]))
+        return self.population[better]
+
+    def _observe(self, record: Record) -> None:
+        if self._values(record) is None:
+            return
+        self.population, self.fitness = _survivors(
+            [*self.population, record], self.population_size, self._values
+        )
+
+    def _values(self, record: Record) -> tuple[float, ...] | None:
+        values = record.get("values") if len(self.objectives) > 1 else [record["score"]]
+        return None if values is None or None in values else tuple(values)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "population": self.population, "fitness": self.fitness}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.population = list(state["population"])
+        self.fitness = [(int(rank), float(crowd)) for rank, crowd in state["fitness"]]
+
+
+def _survivors(
+    records: list[Record], size: int, values: Any
+) -> tuple[list[Record], list[tuple[int, float]]]:
+    """NSGA-II environmental selection: whole fronts while they fit, then the least crowded."""
+    vectors = [values(r) for r in records]
+    kept: list[tuple[int, int, float]] = []  # (index, rank, crowding)
+    for rank, front in enumerate(nondominated_sort(vectors)):
+        crowding = crowding_distance(vectors, front)
+        ordered = sorted(front, key=lambda i: -crowding[i])
+        kept += [(i, rank, crowding[i]) for i in ordered[: size - len(kept)]]
+        if len(kept) >= size:
+            break
+    return [records[i] for i, _, _ in kept], [(rank, crowd) for _, rank, crowd in kept]

@@ -1,0 +1,158 @@
+"""Surrogate-model search, MorphML's default: a Gaussian process guides a local search.
+
+After `initial_samples` random architectures, every proposal fits a GP to the results (one-hot
+encoding, plus BANANAS' path encoding on cell spaces) and picks, by expected improvement, the best
+of a pool made of the neighbours and mutations of the best architectures found so far plus random
+configs. Candidates still in flight count as observed at the model's own prediction ("kriging
+believer"), so a batch of proposals spreads out instead of piling onto one point.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from morphml.architecture import Architecture
+from morphml.optimizers._encoding import Encoder
+from morphml.optimizers._gp import GaussianProcess, expected_improvement
+from morphml.optimizers._search import Record, SearchBase
+from morphml.optimizers.base import Objective
+from morphml.space.base import Space
+from morphml.space.domains import Value
+
+Config = dict[str, Value]
+MAX_BUILDS = 50
+RETUNE_EVERY = 10
+
+
+class SurrogateSearch(SearchBase):
+    def __init__(
+        self,
+        space: Space,
+        objectives: list[Objective],
+        seed: int | None = None,
+        initial_samples: int = 10,
+        parents: int = 5,
+        mutations: int = 30,
+        random_pool: int = 200,
+        max_points: int = 300,
+    ) -> None:
+        for name, value, low in (
+            ("initial_samples", initial_samples, 1),
+            ("parents", parents, 1),
+            ("mutations", mutations, 0),
+            ("random_pool", random_pool, 0),
+            ("max_points", max_points, 10),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        super().__init__(space, objectives, seed)
+        self.initial_samples, self.parents, self.mutations = initial_samples, parents, mutations
+        self.random_pool, self.max_points = random_pool, max_points
+        self.encoder = Encoder(space)
+        self.gp = GaussianProcess()
+        self.tuned_at = -RETUNE_EVERY
+        self.proposed: set[str] = set()  # config keys, so repeats are skipped without building
+
+    def _propose(self) -> Architecture | None:
+        told = self._training_set()
+        if len(told) < self.initial_samples:
+            return None
+        model = self._fit(told)
+        pool = self._pool(told)
+        if not pool:
+            return None
+        mean, std = model.predict(self.encoder.encode(pool))
+        gain = expected_improvement(mean, std, max(r["score"] for r in told))
+        return self._first_new([pool[i] for i in np.argsort(-gain, kind="stable")])
+
+    def _observe(self, record: Record) -> None:
+        self.proposed.add(_key(record["config"]))
+
+    def _training_set(self) -> list[Record]:
+        told = self.completed()
+        if len(told) <= self.max_points:
+            return told
+        # Keep the best half and the newest: the model matters most where the search is.
+        best = sorted(told, key=lambda r: -r["score"])[: self.max_points // 2]
+        kept = {id(r) for r in best}
+        newest = [r for r in reversed(told) if id(r) not in kept][: self.max_points - len(best)]
+        return best + newest
+
+    def _fit(self, told: list[Record]) -> GaussianProcess:
+        x = self.encoder.encode([r["config"] for r in told])
+        y = np.array([r["score"] for r in told])
+        tune = len(self.completed()) >= self.tuned_at + RETUNE_EVERY
+        if tune:
+            self.tuned_at = len(self.completed())
+        model = self.gp.fit(x, y, tune=tune)
+        if not self.pending:
+            return model
+        # Kriging believer: in-flight candidates are taken to score what the model predicts.
+        pending = self.encoder.encode(list(self.pending.values()))
+        believed = model.predict(pending)[0]
+        return GaussianProcess(model.length_scale, model.noise).fit(
+            np.vstack([x, pending]), np.concatenate([y, believed])
+        )
+
+    def _pool(self, told: list[Record]) -> list[Config]:
+        domains = self.space.variables()
+        best = sorted(told, key=lambda r: -r["score"])[: self.parents]
+        pool: dict[str, Config] = {}
+        for record in best:
+            config = record["config"]
+            for key in sorted(config):
+                for value in domains[key].neighbours(config[key]) if key in domains else []:
+                    self._add(pool, {**config, key: value})
+            for _ in range(self.mutations):
+                self._add(pool, self._mutated(self._mutated(config)))
+        for _ in range(self.random_pool):
+            self._add(
+                pool, {key: domain.sample(self.rng) for key, domain in sorted(domains.items())}
+            )
+        return list(pool.values())
+
+    def _mutated(self, config: Config) -> Config:
+        domains = self.space.variables()
+        keys = sorted(k for k in config if k in domains)
+        key = keys[self.rng.randrange(len(keys))] if keys else None
+        return config if key is None else {**config, key: domains[key].sample(self.rng)}
+
+    def _add(self, pool: dict[str, Config], config: Config) -> None:
+        key = _key(config)
+        if key not in self.proposed:
+            pool.setdefault(key, config)
+
+    def _first_new(self, ranked: list[Config]) -> Architecture | None:
+        for config in ranked[:MAX_BUILDS]:
+            self.proposed.add(_key(config))
+            architecture = self._try_build(config)
+            if architecture is not None and architecture.hash not in self.seen:
+                self.proposed.add(_key(architecture.config))
+                return architecture
+        return None
+
+    def _try_build(self, config: Config) -> Architecture | None:
+        try:
+            return self.space.build_valid(config, self.rng)
+        except ValueError:
+            return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "proposed": sorted(self.proposed),
+            "tuned_at": self.tuned_at,
+            "gp": [self.gp.length_scale, self.gp.noise],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.proposed, self.tuned_at = set(state["proposed"]), int(state["tuned_at"])
+        self.gp = GaussianProcess(*state["gp"])
+
+
+def _key(config: Config) -> str:
+    return json.dumps(config, sort_keys=True)
