@@ -75,6 +75,15 @@ def test_reports_reach_the_server_as_progress_step_and_metrics(tmp_path: Path) -
     assert beats[-1]["step"] == 2
 
 
+def test_failed_heartbeats_do_not_stop_the_evaluation(tmp_path: Path) -> None:
+    server = FakeServer(tasks=[make_task(1, lease_seconds=0.3)])
+    server.script["/v1/tasks/1/heartbeat"] = [httpx.ConnectError("down")] * 20
+    run = AgentThread(make_agent(server, tmp_path, [FakeEvaluation(seconds=0.6)]))
+    wait_for(lambda: server.bodies("/v1/tasks/1/complete"))
+    run.stop()
+    assert len(server.bodies("/v1/tasks/1/heartbeat")) >= 2
+
+
 def test_stop_kills_the_child_and_reports_nothing(tmp_path: Path) -> None:
     evaluation = FakeEvaluation(seconds=30)
     server = FakeServer(tasks=[make_task(1, lease_seconds=0.3)], heartbeat_action="stop")

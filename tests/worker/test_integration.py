@@ -214,6 +214,22 @@ def test_sigterm_exits_cleanly_and_hands_the_task_back_at_once(cluster: Cluster)
     cluster.admin.cancel(experiment_id)
 
 
+def test_a_second_sigterm_exits_at_once_and_kills_the_child(cluster: Cluster) -> None:
+    worker = cluster.start_worker("a", "--grace-seconds", "120")
+    experiment_id = cluster.experiment(
+        python_evaluator("good", sleep=60), budget={"max_evaluations": 1}, lease_seconds=300
+    )
+    cluster.wait(lambda: cluster.running_task(experiment_id))
+    children = cluster.wait(lambda: psutil.Process(worker.pid).children(recursive=True))
+    os.kill(worker.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    assert worker.poll() is None  # still in its 120 s grace
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=10) == 1
+    cluster.wait(lambda: not any(child.is_running() for child in children), timeout=10)
+    cluster.admin.cancel(experiment_id)
+
+
 def test_crashing_children_are_retried_then_failed_while_the_worker_serves_on(
     cluster: Cluster,
 ) -> None:
