@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from worker.agent import Agent
 from worker.config import WorkerSettings
-from worker.resources import ResourceError, cpu_count, discover_gpus, memory_mb, select_gpus
+from worker.resources import ResourceError, cpu_count, memory_mb, select_gpus
 
 log = logging.getLogger("morphml.worker")
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
-        gpus = select_gpus(settings.gpus, discover_gpus(), os.environ)
+        gpus = select_gpus(settings.gpus, os.environ)
     except ResourceError as exc:
         sys.exit(f"morphml-worker: {exc}")
     resources = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,15 +102,19 @@ def free_gpu_memory_mb(gpu: Gpu) -> int:
         return gpu.memory_mb
 
 
-def select_gpus(spec: str, discovered: list[Gpu], environ: Mapping[str, str]) -> list[Gpu]:
+def select_gpus(
+    spec: str, environ: Mapping[str, str], discover: Callable[[], list[Gpu]] = discover_gpus
+) -> list[Gpu]:
     """The GPUs to use for `--gpus` "auto", "none" or "0,1".
 
     "auto" honours a CUDA_VISIBLE_DEVICES the agent was started with (integer indices only),
-    so an operator can fence a worker to part of a box the usual way.
+    so an operator can fence a worker to part of a box the usual way. "none" skips discovery
+    (and its torch import, seconds on a small machine).
     """
     spec = spec.strip().lower()
     if spec in ("none", "", "cpu"):
         return []
+    discovered = discover()
     if spec == "auto":
         visible = environ.get("CUDA_VISIBLE_DEVICES")
         if visible is None:

@@ -198,7 +198,6 @@ def test_a_killed_worker_loses_its_lease_and_the_task_is_done_once_elsewhere(
     assert redone.attempt == 2 and redone.metrics and redone.metrics["val_accuracy"] == 0.75
 
 
-@BOTH_DATABASES
 def test_sigterm_exits_cleanly_and_hands_the_task_back_at_once(cluster: Cluster) -> None:
     worker = cluster.start_worker("a", "--grace-seconds", "0.5")
     experiment_id = cluster.experiment(
@@ -230,9 +229,7 @@ def test_a_second_sigterm_exits_at_once_and_kills_the_child(cluster: Cluster) ->
     cluster.admin.cancel(experiment_id)
 
 
-def test_crashing_children_are_retried_then_failed_while_the_worker_serves_on(
-    cluster: Cluster,
-) -> None:
+def test_crashes_and_cancellations_end_tasks_while_the_worker_serves_on(cluster: Cluster) -> None:
     worker = cluster.start_worker("a")
     crashes = [
         cluster.experiment(python_evaluator(name), budget={"max_evaluations": 1}, max_attempts=2)
@@ -243,19 +240,14 @@ def test_crashing_children_are_retried_then_failed_while_the_worker_serves_on(
         (task,) = cluster.admin.tasks(experiment_id)
         assert task.state == "failed" and task.attempt == 2
         assert task.error and ("exited with code 3" in task.error or "boom" in task.error)
-    healthy = cluster.finished(cluster.experiment(python_evaluator("good")))
-    assert healthy.status == "completed" and worker.poll() is None
-
-
-def test_a_cancelled_experiment_stops_the_running_child(cluster: Cluster) -> None:
-    worker = cluster.start_worker("a")
-    experiment_id = cluster.experiment(
+    cancelled = cluster.experiment(
         python_evaluator("good", sleep=60), budget={"max_evaluations": 1}, lease_seconds=3
     )
-    cluster.wait(lambda: cluster.running_task(experiment_id))
+    cluster.wait(lambda: cluster.running_task(cancelled))
     children = cluster.wait(lambda: psutil.Process(worker.pid).children(recursive=True))
-    cluster.admin.cancel(experiment_id)
+    cluster.admin.cancel(cancelled)
     # The next heartbeat (every second) answers "stop": the child goes, the worker stays.
     cluster.wait(lambda: not any(child.is_running() for child in children), timeout=15)
-    (task,) = cluster.admin.tasks(experiment_id)
-    assert task.state == "cancelled" and worker.poll() is None
+    assert [t.state for t in cluster.admin.tasks(cancelled)] == ["cancelled"]
+    healthy = cluster.finished(cluster.experiment(python_evaluator("good")))
+    assert healthy.status == "completed" and worker.poll() is None

@@ -86,7 +86,7 @@ GPUS = [Gpu(0, "A", 1), Gpu(1, "A", 1), Gpu(2, "A", 1)]
     ],
 )
 def test_select_gpus(spec: str, environ: dict[str, str], expected: list[int]) -> None:
-    assert [gpu.index for gpu in select_gpus(spec, GPUS, environ)] == expected
+    assert [gpu.index for gpu in select_gpus(spec, environ, lambda: GPUS)] == expected
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,14 @@ def test_select_gpus(spec: str, environ: dict[str, str], expected: list[int]) ->
 )
 def test_select_gpus_refuses_what_is_not_there(spec: str, message: str) -> None:
     with pytest.raises(ResourceError, match=message):
-        select_gpus(spec, GPUS, {})
+        select_gpus(spec, {}, lambda: GPUS)
+
+
+def test_none_skips_discovery() -> None:
+    def discover() -> list[Gpu]:
+        raise AssertionError("discovery ran")
+
+    assert select_gpus("none", {}, discover) == []
 
 
 def test_cpu_and_memory_are_positive() -> None:
