@@ -6,6 +6,7 @@ would pin a few hundred MB on every GPU for the agent's lifetime) and reports fr
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -51,11 +52,18 @@ def discover_gpus() -> list[Gpu]:
         return _nvml_gpus()
     except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, driver errors...
         log.debug("NVML unavailable (%s); asking torch.cuda", exc)
+    if not _gpu_device_nodes():
+        return []  # no driver device nodes: importing torch (seconds) could not find any either
     try:
         return _torch_gpus()
     except Exception as exc:
         log.debug("torch.cuda unavailable (%s); no GPUs", exc)
         return []
+
+
+def _gpu_device_nodes() -> list[str]:
+    """NVIDIA (/dev/nvidia0...) or ROCm (/dev/kfd) device nodes, as drivers and containers add."""
+    return glob.glob("/dev/nvidia[0-9]*") + glob.glob("/dev/kfd")
 
 
 def _nvml_gpus() -> list[Gpu]:

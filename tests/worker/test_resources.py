@@ -55,6 +55,7 @@ def test_torch_cuda_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
     monkeypatch.setitem(sys.modules, "pynvml", broken_nvml())
+    monkeypatch.setattr(resources, "_gpu_device_nodes", lambda: ["/dev/kfd"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     props = types.SimpleNamespace(name="Tesla T4", total_memory=15_360 * 2**20)
@@ -67,7 +68,20 @@ def test_no_nvml_and_no_cuda_means_no_gpus(monkeypatch: pytest.MonkeyPatch) -> N
     import torch
 
     monkeypatch.setitem(sys.modules, "pynvml", broken_nvml())
+    monkeypatch.setattr(resources, "_gpu_device_nodes", lambda: ["/dev/nvidia0"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert discover_gpus() == []
+
+
+def test_without_device_nodes_torch_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    def must_not_run() -> bool:
+        raise AssertionError("torch.cuda was asked")
+
+    monkeypatch.setitem(sys.modules, "pynvml", broken_nvml())
+    monkeypatch.setattr(resources, "_gpu_device_nodes", lambda: [])
+    monkeypatch.setattr(torch.cuda, "is_available", must_not_run)
     assert discover_gpus() == []
 
 
