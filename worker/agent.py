@@ -138,8 +138,7 @@ class Agent:
         with self._lock:
             running = list(self._running.values())
         for evaluation in running:
-            kill_now = getattr(evaluation, "kill_now", evaluation.stop)
-            kill_now()
+            evaluation.kill_now()
 
     def _serve_slots(self) -> None:
         threads = [

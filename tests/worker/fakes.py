@@ -108,6 +108,9 @@ class FakeEvaluation:
     def stop(self) -> None:
         self.stopped = True
 
+    def kill_now(self) -> None:
+        self.stopped = True
+
 
 def make_agent(
     server: FakeServer,

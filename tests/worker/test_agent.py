@@ -157,6 +157,17 @@ def test_stop_request_fails_running_tasks_as_retryable_after_the_grace(tmp_path:
     assert fail["retryable"] is True and "shut down" in fail["error"]
 
 
+def test_abort_kills_running_children_at_once(tmp_path: Path) -> None:
+    evaluation = FakeEvaluation(seconds=30)
+    agent = make_agent(FakeServer(tasks=[make_task(1)]), tmp_path, [evaluation], grace_seconds=60)
+    run = AgentThread(agent)
+    wait_for(lambda: agent._running)
+    agent.abort()
+    assert evaluation.stopped
+    run.thread.join(5)
+    assert not run.thread.is_alive()
+
+
 def test_a_task_finishing_within_the_grace_is_completed(tmp_path: Path) -> None:
     server = FakeServer(tasks=[make_task(1, lease_seconds=60)])
     agent = make_agent(server, tmp_path, [FakeEvaluation(seconds=0.5)], grace_seconds=5)
