@@ -191,12 +191,12 @@ def check_history(
     assert all(state == "completed" and metrics for _, state, metrics in tasks)
     events = _rows(
         database_url,
-        "SELECT task_id, kind, worker_id, created_at FROM task_event"
+        "SELECT task_id, kind, worker_id, created_at, id FROM task_event"
         " WHERE experiment_id = :e ORDER BY id",
         e=experiment_id,
     )
     completions: dict[int, int] = {}
-    for task_id, kind, _, _ in events:
+    for task_id, kind, *_ in events:
         if kind == "completed":
             completions[task_id] = completions.get(task_id, 0) + 1
     assert completions == {task_id: 1 for task_id, _, _ in tasks}  # one result, one lease each
@@ -219,12 +219,14 @@ def check_reassignments(events: list[Any], cluster: Cluster, workers: dict[str, 
     for name, killed_at in cluster.worker_kills:
         worker_id = workers.get(name)
         expired = [e for e in events if e[1] == "lease_expired" and e[2] == worker_id]
-        for task_id, _, _, at in expired:
+        for task_id, _, _, at, event_id in expired:
             if any(start - bound < killed_at < end for start, end in cluster.server_down):
                 continue  # the reaper could not run while the server was down
             assert _utc(at) - killed_at <= bound, f"task {task_id} expired late"
+            # Event ids, not times, give the order: Postgres stamps a row with its
+            # transaction's start, which can precede the reaper's commit.
             claims = [
-                e for e in events if e[0] == task_id and e[1] == "claimed" and _utc(e[3]) > _utc(at)
+                e for e in events if e[0] == task_id and e[1] == "claimed" and e[4] > event_id
             ]
             assert claims, f"task {task_id} was never claimed again"
             delays.append(_utc(claims[0][3]) - killed_at)
