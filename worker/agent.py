@@ -225,6 +225,8 @@ class Agent:
 
     def _run_task(self, slot: Slot, task: dict[str, Any]) -> None:
         started = time.monotonic()
+        # The INFO line comes when the task ends; this one is for following a run live.
+        log.debug("task %s claimed on %s (%s)", task["id"], slot, task["evaluator"].get("kind"))
         if self.stopping.is_set():
             outcome = Outcome(error="the worker is shutting down", retryable=True)
         else:
