@@ -70,9 +70,10 @@ class ServerApi:
         # Set when waiting makes no sense any more (the agent aborts); cuts every backoff sleep.
         self.interrupt = interrupt or threading.Event()
 
-    def register(self, body: dict[str, Any], *, stop: threading.Event) -> str:
+    def register(self, body: dict[str, Any], *, stop: threading.Event) -> Any:
+        """The worker id the server assigned."""
         response = self._post("/v1/workers", body, stop=stop)
-        return str(response.json()["id"])
+        return response.json()["id"]
 
     def claim(self, body: dict[str, Any], *, stop: threading.Event) -> dict[str, Any] | None:
         timeout = httpx.Timeout(10.0, read=float(body["wait_seconds"]) + CLAIM_READ_SLACK_SECONDS)
