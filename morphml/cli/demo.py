@@ -87,9 +87,8 @@ def run_demo(options: DemoOptions, console: Console) -> Path:
     else:
         spec, slots = mnist_spec(options.evaluations or 30), 1
     console.print(f"run directory: {run_dir}")
-    with local_cluster(run_dir, options.workers, slots) as url:
+    with local_cluster(run_dir, options.workers, slots) as url, Client(url) as client:
         console.print(f"server {url}  (Swagger UI: {url}/docs)  {options.workers} workers")
-        client = Client(url)
         experiment = client.create_experiment(spec)
         console.print(f"submitted experiment {experiment.id}: {spec['name']}")
         experiment = watch_experiment(client, experiment.id, console)

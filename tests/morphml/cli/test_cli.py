@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -111,7 +112,8 @@ def test_pause_resume_cancel(server: str, tmp_path: Path) -> None:
     assert "paused" in run(server, "pause", experiment_id).stdout
     assert "running" in run(server, "resume", experiment_id).stdout
     assert "cancelled" in run(server, "cancel", experiment_id).stdout
-    assert Client(server).experiment(int(experiment_id)).status == "cancelled"
+    with Client(server) as client:
+        assert client.experiment(int(experiment_id)).status == "cancelled"
 
 
 def test_submit_python_spec(server: str, tmp_path: Path) -> None:
@@ -189,3 +191,25 @@ def test_demo_tabular_runs_server_and_workers_and_writes_outputs(tmp_path: Path)
     assert "Leaderboard (24 evaluations)" in result.stdout
     leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
     assert leftovers.stdout == ""  # no server or worker left behind
+
+
+def test_demo_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MORPHML_")}
+    demo = subprocess.Popen(
+        [MORPHML, "demo", "--tabular", "--out", "out"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    for line in demo.stdout:  # wait until the server, workers and experiment are all up
+        if "submitted experiment" in line:
+            break
+    demo.send_signal(signal.SIGINT)
+    demo.communicate(timeout=60)
+    assert demo.returncode != 0
+    (run_dir,) = (tmp_path / "out").iterdir()
+    leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
+    assert leftovers.stdout == ""
