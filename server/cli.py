@@ -92,3 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     settings = _settings(args)
     sys.exit(serve(settings, args.log_level) if args.command == "serve" else migrate(settings))
+
+
+if __name__ == "__main__":
+    main()

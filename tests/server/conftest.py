@@ -34,6 +34,13 @@ def _postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def postgres_url(_postgres_url: str) -> str:
+    """The module's migrated Postgres database, emptied (Postgres-only tests)."""
+    _empty_postgres(_postgres_url)
+    return _postgres_url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database of each kind."""
