@@ -35,7 +35,7 @@ from server.schemas import (
 def create_experiment(engine: Engine, *, spec: ExperimentCreate) -> ExperimentPublic:
     """Validate (422 naming the field; nothing stored), insert, and queue the first tasks."""
     data = validate_spec(spec)
-    validate_pruner(data["pruner"])
+    validate_pruner(data["pruner"], data["objectives"])
     with transaction(engine) as session:
         experiment = insert_experiment(session=session, spec=spec, data=data)
         session.flush()

@@ -271,3 +271,61 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
         == 404
     )
     assert client.get("/v1/experiments/12345/best").json()["detail"]
+
+
+def _beat(client: TestClient, task: dict[str, Any], step: int, value: float) -> dict[str, Any]:
+    body = {"lease_token": task["lease_token"], "step": step, "metrics": {"val_accuracy": value}}
+    response = client.post(f"/v1/tasks/{task['id']}/heartbeat", json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_median_pruner_stops_a_lagging_task(client: TestClient) -> None:
+    pruner = {"name": "median", "params": {"warmup_steps": 0, "min_tasks": 1}}
+    experiment = _create(client, pruner=pruner, parallelism=2)
+    worker_id = _register(client)
+    leader, laggard = _claim(client, worker_id), _claim(client, worker_id)
+    assert leader is not None and laggard is not None
+    assert _beat(client, leader, 1, 0.9)["action"] == "continue"
+    answer = _beat(client, laggard, 1, 0.1)
+    assert answer["action"] == "stop" and "median" in answer["reason"]
+    state = client.get(f"/v1/experiments/{experiment['id']}").json()
+    assert state["counts"]["pruned"] == 1 and state["counts"]["pending"] == 1
+    again = client.post(
+        f"/v1/tasks/{laggard['id']}/heartbeat", json={"lease_token": laggard["lease_token"]}
+    )
+    assert again.json()["action"] == "stop"
+
+
+def test_time_budget_completes_experiment(client: TestClient) -> None:
+    experiment = _create(client, budget={"max_evaluations": None, "max_seconds": 0.5})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = client.get(f"/v1/experiments/{experiment['id']}").json()
+        if state["status"] == "completed":
+            break
+        time.sleep(0.1)
+    assert state["status"] == "completed" and state["counts"]["cancelled"] == 2
+
+
+def test_metrics_endpoint_counts_tasks_by_state(client: TestClient) -> None:
+    _create(client)
+    _claim(client, _register(client))
+    text = client.get("/metrics").text
+    assert 'morphml_tasks{state="pending"} 1.0' in text
+    assert "morphml_claims_total 1.0" in text
+    assert "morphml_request_seconds_bucket" in text
+
+
+def test_silent_workers_go_offline(make_client: Any) -> None:
+    client = make_client(worker_offline_seconds=0.3)
+    worker_id = _register(client)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        (worker,) = client.get("/v1/workers").json()["data"]
+        if worker["status"] == "offline":
+            break
+        time.sleep(0.1)
+    assert worker["status"] == "offline"
+    _claim(client, worker_id)
+    assert client.get("/v1/workers").json()["data"][0]["status"] == "online"

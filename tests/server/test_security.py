@@ -92,7 +92,8 @@ def test_oversized_body_is_413(make_client: Callable[..., TestClient]) -> None:
         ({"priority": 10**40}, "priority"),
         ({"name": "bad\x00name"}, "name"),
         ({"budjet": {}}, "budjet"),
-        ({"pruner": {"name": "median", "params": {}}}, "pruner"),
+        ({"pruner": {"name": "oracle", "params": {}}}, "pruner.name"),
+        ({"pruner": {"name": "median", "params": {"warmup_steps": -1}}}, "pruner.params"),
     ],
 )
 def test_invalid_spec_is_422_naming_the_field(
