@@ -61,7 +61,9 @@ def validate_spec(spec: ExperimentCreate) -> dict[str, Any]:
 
 def lock_experiment(session: Session, experiment_id: int) -> Experiment:
     """The experiment row, locked until commit (SQLite: BEGIN IMMEDIATE already serialises)."""
-    experiment = session.get(Experiment, experiment_id, with_for_update=True)
+    # FOR NO KEY UPDATE: claims insert events whose foreign key takes KEY SHARE on this row;
+    # a plain FOR UPDATE would make every claim wait for a completion of the same experiment.
+    experiment = session.get(Experiment, experiment_id, with_for_update={"key_share": True})
     if experiment is None:
         raise NotFoundError(f"experiment {experiment_id} not found")
     return experiment
