@@ -24,7 +24,7 @@ class Strict(BaseModel):
 
 
 class OptimizerSpec(Strict):
-    name: Name = "random"
+    name: Name = "default"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
