@@ -17,6 +17,7 @@ typecheck: venv
 	$(VENV)/mypy
 
 pytest: venv
+	@bash scripts/ensure-postgres.sh
 	$(VENV)/pytest -q
 
 test: lint typecheck pytest
