@@ -2,13 +2,17 @@
 
 SQLite runs in WAL mode with a busy timeout, and every transaction starts with BEGIN IMMEDIATE:
 it takes the write lock up front, so a read-then-write unit (a claim) can never be upgraded into
-a "database is locked" failure halfway through.
+a "database is locked" failure halfway through. Writers of one process queue on a lock before
+BEGIN IMMEDIATE instead of spinning in SQLite's busy handler (sleep-and-retry burns CPU and
+serves waiters in no particular order).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,10 +93,28 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_SQLITE_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = (
+    weakref.WeakKeyDictionary()
+)
+_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """SQLite: this process's queue for the one write lock; Postgres locks rows, so no queue."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _LOCKS_GUARD:
+        lock = _SQLITE_WRITE_LOCKS.get(engine)
+        if lock is None:
+            # Re-entrant: a unit nested in another on the same thread behaves as it did before.
+            lock = _SQLITE_WRITE_LOCKS[engine] = threading.RLock()
+    return lock
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error; IntegrityError -> ConflictError."""
-    with Session(engine, expire_on_commit=False) as session:
+    with _write_lock(engine), Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
