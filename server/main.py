@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +25,7 @@ from server.config import Settings, get_settings
 from server.db import make_engine
 from server.errors import ConflictError, InvalidSpecError, NotFoundError
 from server.limits import BodySizeLimit
-from server.metrics import ServerMetrics
+from server.metrics import RequestLatency, ServerMetrics
 from server.migrations import upgrade_to_head
 from server.reaper import reap_until
 from server.wakeup import listen_forever, waker_for
@@ -54,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = ServerMetrics(engine)
     app.include_router(api_router)
     _add_error_handlers(app)
-    app.middleware("http")(_record_latency)
+    app.add_middleware(RequestLatency, metrics=app.state.metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
@@ -90,19 +89,6 @@ def _libpq_conninfo(engine: Engine) -> str:
         drivername="postgresql"
     )
     return url.render_as_string(hide_password=False)
-
-
-async def _record_latency(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    path = route.path if isinstance(route, APIRoute) else "unmatched"
-    request.app.state.metrics.latency.labels(request.method, path).observe(
-        time.perf_counter() - started
-    )
-    return response
 
 
 def _add_error_handlers(app: FastAPI) -> None:

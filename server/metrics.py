@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.db import transaction
 from server.experiments import task_counts
@@ -50,3 +53,29 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.registry.register(TaskStateCollector(engine))
+
+
+class RequestLatency:
+    """Plain ASGI middleware timing each request by route template.
+
+    Not `BaseHTTPMiddleware`: that one runs every request through an extra task and memory
+    streams, which cost more than the whole claim on the hot path.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")  # the router sets it on this same scope dict
+            path = route.path if isinstance(route, Route) else "unmatched"
+            self.metrics.latency.labels(scope["method"], path).observe(
+                time.perf_counter() - started
+            )
