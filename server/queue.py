@@ -65,9 +65,9 @@ def claim_task(
 ) -> Claim | None:
     """Lease the best-fitting pending task to the worker, or None when nothing fits."""
     with transaction(engine) as session:
-        worker = _touch_worker(session, worker_id)
-        gpus, memory = _free_resources(worker, free_gpus, free_gpu_memory_mb)
-        wanted = worker.labels if labels is None else labels
+        resources, registered_labels = _touch_worker(session, worker_id)
+        gpus, memory = _free_resources(resources, free_gpus, free_gpu_memory_mb)
+        wanted = registered_labels if labels is None else labels
         for experiment in _claim_order(session, gpus=gpus, memory=memory, labels=wanted):
             row = session.execute(_claim_statement(experiment.id, worker_id)).first()
             if row is not None:
@@ -75,7 +75,7 @@ def claim_task(
         return None
 
 
-def _claimed(session: Session, task: Task, experiment: Experiment) -> Claim:
+def _claimed(session: Session, task: Task, experiment: sa.Row[Any]) -> Claim:
     assert task.id is not None
     add_event(
         session,
@@ -88,9 +88,21 @@ def _claimed(session: Session, task: Task, experiment: Experiment) -> Claim:
     return Claim(task=task, spec=experiment.spec, lease_seconds=experiment.lease_seconds)
 
 
+# What a claim needs of an experiment: never `optimizer_state`, which grows with the history.
+_CLAIM_COLUMNS = (
+    EXPERIMENT.id,
+    EXPERIMENT.priority,
+    EXPERIMENT.spec,
+    EXPERIMENT.lease_seconds,
+    EXPERIMENT.need_gpus,
+    EXPERIMENT.need_gpu_memory_mb,
+    EXPERIMENT.need_labels,
+)
+
+
 def _claim_order(
     session: Session, *, gpus: int, memory: int, labels: dict[str, str]
-) -> list[Experiment]:
+) -> list[sa.Row[Any]]:
     """Running experiments with pending tasks this worker can run, best first.
 
     Order: priority, then fair share (fewest running tasks), then the older experiment. Done in
@@ -98,11 +110,12 @@ def _claim_order(
     sort of the whole queue per claim.
     """
     load = _in_flight_counts(session)
+    running: sa.Result[Any] = session.execute(
+        sa.select(*_CLAIM_COLUMNS).where(EXPERIMENT.status == ExperimentStatus.RUNNING)
+    )
     fitting = [
         experiment
-        for experiment in session.scalars(
-            sa.select(Experiment).where(EXPERIMENT.status == ExperimentStatus.RUNNING)
-        )
+        for experiment in running
         if load.get((experiment.id, TaskState.PENDING), 0) > 0
         and _fits(experiment, gpus, memory, labels)
     ]
@@ -121,7 +134,7 @@ def _in_flight_counts(session: Session) -> dict[tuple[int | None, str], int]:
     return {(experiment_id, state): int(count) for experiment_id, state, count in rows}
 
 
-def _fits(experiment: Experiment, gpus: int, memory: int, labels: dict[str, str]) -> bool:
+def _fits(experiment: sa.Row[Any], gpus: int, memory: int, labels: dict[str, str]) -> bool:
     needs_labels = experiment.need_labels or {}
     return (
         experiment.need_gpus <= gpus
@@ -164,21 +177,24 @@ def _claim_statement(experiment_id: int | None, worker_id: int) -> sa.Update:
     )
 
 
-def _touch_worker(session: Session, worker_id: int) -> Worker:
-    session.execute(
+def _touch_worker(session: Session, worker_id: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """Mark the worker seen and return its registered (resources, labels), in one statement."""
+    row = session.execute(
         sa.update(Worker)
         .where(WORKER.id == worker_id)
         .values(last_seen_at=db_now(), status=WorkerStatus.ONLINE)
-    )
-    worker = session.get(Worker, worker_id)
-    if worker is None:
+        .returning(WORKER.resources, WORKER.labels)
+    ).first()
+    if row is None:
         raise NotFoundError(f"worker {worker_id} not registered")
-    return worker
+    return row.resources or {}, row.labels or {}
 
 
-def _free_resources(worker: Worker, gpus: int | None, memory: int | None) -> tuple[int, int]:
+def _free_resources(
+    resources: dict[str, Any], gpus: int | None, memory: int | None
+) -> tuple[int, int]:
     """What the worker says is free, defaulting to everything it registered."""
-    registered = worker.resources.get("gpus") or []
+    registered = resources.get("gpus") or []
     if gpus is None:
         gpus = len(registered)
     if memory is None:
