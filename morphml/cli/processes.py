@@ -58,15 +58,19 @@ class Processes:
         self.running.append((name, process))
 
     def stop_all(self, grace: float = 10.0) -> None:
-        """Stop in reverse start order, each fully before the next: workers hand their tasks
-        back (and drop their long-polls) while the server still listens."""
-        for _, process in reversed(self.running):
-            _signal_group(process, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
+        """Stop everything started after the first process together, then the first: workers
+        hand their tasks back (and drop their long-polls) while the server still listens."""
+        first, rest = self.running[:1], self.running[1:]
+        for group in (rest, first):
+            for _, process in group:
+                _signal_group(process, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for _, process in group:
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _signal_group(process, signal.SIGKILL)
+                    process.wait()
         self.running.clear()
 
     def check_alive(self) -> None:

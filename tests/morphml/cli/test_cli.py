@@ -208,7 +208,7 @@ def test_demo_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
         if "submitted experiment" in line:
             break
     demo.send_signal(signal.SIGINT)
-    demo.communicate(timeout=60)
+    demo.communicate(timeout=120)
     assert demo.returncode != 0
     (run_dir,) = (tmp_path / "out").iterdir()
     leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
