@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     reaper_interval_seconds: float = Field(default=5.0, gt=0)
     worker_offline_seconds: float = Field(default=120.0, gt=0)
-    claim_repoll_seconds: float = Field(default=5.0, gt=0)
+    # Waiters are woken on every new or released task; this re-poll only bounds a lost wakeup.
+    claim_repoll_seconds: float = Field(default=30.0, gt=0)
     metrics_public: bool = True
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     run_migrations_on_start: bool = True

@@ -30,6 +30,7 @@ from server.schemas import (
     TaskPublic,
     TasksPublic,
 )
+from server.wakeup import announce_tasks
 
 
 def create_experiment(engine: Engine, *, spec: ExperimentCreate) -> ExperimentPublic:
@@ -139,6 +140,9 @@ def _pause(session: Session, experiment: Experiment) -> None:
 def _resume(session: Session, experiment: Experiment) -> None:
     _require_status(experiment, ExperimentStatus.PAUSED, "resume")
     experiment.status = ExperimentStatus.RUNNING
+    waiting = task_counts(session, experiment.id).get(TaskState.PENDING.value, 0)
+    if waiting:
+        announce_tasks(session, waiting)  # its pending tasks are claimable again
     feed_locked(session, experiment)
 
 

@@ -190,7 +190,7 @@ def _insert_new(session: Session, experiment: Experiment, candidates: list[Candi
         _insert_task(session, experiment, candidate)
     if fresh:
         experiment.tasks_created += len(fresh)
-        announce_tasks(session)
+        announce_tasks(session, len(fresh))
     return len(fresh)
 
 

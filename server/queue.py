@@ -55,6 +55,13 @@ class Beat:
     stop_reason: str | None
 
 
+@dataclass(frozen=True)
+class Miss:
+    """No claim; `unfit` when pending tasks exist that this worker cannot run (others might)."""
+
+    unfit: bool
+
+
 def claim_task(
     engine: Engine,
     *,
@@ -64,15 +71,35 @@ def claim_task(
     labels: dict[str, str] | None,
 ) -> Claim | None:
     """Lease the best-fitting pending task to the worker, or None when nothing fits."""
+    found = claim_or_miss(
+        engine,
+        worker_id=worker_id,
+        free_gpus=free_gpus,
+        free_gpu_memory_mb=free_gpu_memory_mb,
+        labels=labels,
+    )
+    return found if isinstance(found, Claim) else None
+
+
+def claim_or_miss(
+    engine: Engine,
+    *,
+    worker_id: int,
+    free_gpus: int | None,
+    free_gpu_memory_mb: int | None,
+    labels: dict[str, str] | None,
+) -> Claim | Miss:
+    """`claim_task`, saying on a miss whether pending work was left for other workers."""
     with transaction(engine) as session:
         resources, registered_labels = _touch_worker(session, worker_id)
         gpus, memory = _free_resources(resources, free_gpus, free_gpu_memory_mb)
         wanted = registered_labels if labels is None else labels
-        for experiment in _claim_order(session, gpus=gpus, memory=memory, labels=wanted):
+        order, unfit = _claim_order(session, gpus=gpus, memory=memory, labels=wanted)
+        for experiment in order:
             row = session.execute(_claim_statement(experiment.id, worker_id)).first()
             if row is not None:
                 return _claimed(session, Task.model_validate(row._asdict()), experiment)
-        return None
+        return Miss(unfit=unfit)
 
 
 def _claimed(session: Session, task: Task, experiment: sa.Row[Any]) -> Claim:
@@ -102,8 +129,9 @@ _CLAIM_COLUMNS = (
 
 def _claim_order(
     session: Session, *, gpus: int, memory: int, labels: dict[str, str]
-) -> list[sa.Row[Any]]:
-    """Running experiments with pending tasks this worker can run, best first.
+) -> tuple[list[sa.Row[Any]], bool]:
+    """Running experiments with pending tasks this worker can run, best first; and whether
+    some running experiment has pending tasks it cannot run.
 
     Order: priority, then fair share (fewest running tasks), then the older experiment. Done in
     Python over a handful of rows: the alternative, ranking every pending task in SQL, costs a
@@ -113,16 +141,13 @@ def _claim_order(
     running: sa.Result[Any] = session.execute(
         sa.select(*_CLAIM_COLUMNS).where(EXPERIMENT.status == ExperimentStatus.RUNNING)
     )
-    fitting = [
-        experiment
-        for experiment in running
-        if load.get((experiment.id, TaskState.PENDING), 0) > 0
-        and _fits(experiment, gpus, memory, labels)
-    ]
-    return sorted(
+    with_pending = [e for e in running if load.get((e.id, TaskState.PENDING), 0) > 0]
+    fitting = [e for e in with_pending if _fits(e, gpus, memory, labels)]
+    ordered = sorted(
         fitting,
         key=lambda e: (-e.priority, load.get((e.id, TaskState.RUNNING), 0), e.id),
     )
+    return ordered, len(fitting) < len(with_pending)
 
 
 def _in_flight_counts(session: Session) -> dict[tuple[int | None, str], int]:

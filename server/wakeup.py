@@ -1,14 +1,19 @@
 """Wake long-polling claimers when tasks become claimable, without a thread or connection each.
 
-In process an asyncio.Event per "generation" does it; with Postgres, transactions that make tasks
-claimable also `NOTIFY morphml_tasks` and every replica LISTENs, so replicas wake each other.
+Each claimer parks one future; a transaction that made `n` tasks claimable wakes `n` of them
+(waking every claimer for one task makes all but one run a claim for nothing). A woken claimer
+that finds nothing it can run passes the wakeup on, at most once round the current claimers, so a
+task that fits only some workers still reaches one. With Postgres, such transactions also
+`NOTIFY morphml_tasks, '<origin>:<n>'` and every replica LISTENs, so replicas wake each other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 import weakref
+from collections import deque
 
 import psycopg
 import sqlalchemy as sa
@@ -18,30 +23,63 @@ from sqlalchemy.orm import Session
 
 CHANNEL = "morphml_tasks"
 log = logging.getLogger("morphml.server")
+# A wakeup's value: how many more claimers it may be passed to before it is dropped.
+Hops = int
 
 
 class ClaimWaker:
-    """Waiters take `current()`, try to claim, then wait on it; `notify` sets it and starts anew."""
+    """Claimers `park()` before trying to claim, then await the future; `notify(n)` wakes n."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._event = asyncio.Event()
+        self._waiters: deque[asyncio.Future[Hops]] = deque()
+        # Our own NOTIFYs come back through LISTEN; this tells them apart (already woken locally).
+        self.origin = uuid.uuid4().hex
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._event = asyncio.Event()
+        self._waiters = deque()
 
-    def current(self) -> asyncio.Event:
-        return self._event
+    def park(self) -> asyncio.Future[Hops]:
+        waiter: asyncio.Future[Hops] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
 
-    def notify(self) -> None:
-        woken, self._event = self._event, asyncio.Event()
-        woken.set()
+    def unpark(self, waiter: asyncio.Future[Hops]) -> None:
+        """Leave the queue; a wakeup this waiter already got but did not use goes to the next."""
+        if waiter.done() and not waiter.cancelled():
+            self.pass_on(waiter.result())
+            return
+        waiter.cancel()
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
 
-    def notify_threadsafe(self) -> None:
+    def notify(self, count: int = 1) -> None:
+        for _ in range(count):
+            if not self._wake_one(len(self._waiters)):
+                return
+
+    def notify_all(self) -> None:
+        self.notify(len(self._waiters))
+
+    def pass_on(self, hops: Hops) -> None:
+        if hops > 0:
+            self._wake_one(hops - 1)
+
+    def _wake_one(self, hops: Hops) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(hops)
+                return True
+        return False
+
+    def notify_threadsafe(self, count: int) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.notify)
+            loop.call_soon_threadsafe(self.notify, count)
 
 
 _WAKERS: weakref.WeakKeyDictionary[Engine, ClaimWaker] = weakref.WeakKeyDictionary()
@@ -55,33 +93,54 @@ def waker_for(engine: Engine) -> ClaimWaker:
     return waker
 
 
-def announce_tasks(session: Session) -> None:
-    """Call inside a transaction that made tasks claimable: waiters wake once it commits."""
+def announce_tasks(session: Session, count: int = 1) -> None:
+    """Call inside a transaction that made `count` tasks claimable: waiters wake on commit."""
+    total = session.info.get("announce", 0)
+    session.info["announce"] = total + count
+    if total == 0:
+        event.listen(session, "before_commit", _notify_replicas, once=True)
+        event.listen(session, "after_commit", _wake_after_commit, once=True)
+        event.listen(session, "after_rollback", _forget, once=True)
+
+
+def _engine(session: Session) -> Engine:
     engine = session.get_bind()
     assert isinstance(engine, Engine)
+    return engine
+
+
+def _notify_replicas(session: Session) -> None:
+    # One NOTIFY per transaction with the total: Postgres folds identical payloads into one.
+    engine = _engine(session)
     if engine.dialect.name == "postgresql":
-        session.execute(sa.text(f"NOTIFY {CHANNEL}"))
-    if not session.info.get("announce"):
-        session.info["announce"] = True
-        event.listen(session, "after_commit", _wake_after_commit, once=True)
+        payload = f"{waker_for(engine).origin}:{session.info.get('announce', 0)}"
+        session.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
 
 
 def _wake_after_commit(session: Session) -> None:
+    count = session.info.pop("announce", 0)
+    waker_for(_engine(session)).notify_threadsafe(count)
+
+
+def _forget(session: Session) -> None:
     session.info.pop("announce", None)
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    waker_for(engine).notify_threadsafe()
+
+
+def _on_notify(waker: ClaimWaker, payload: str) -> None:
+    origin, _, count = payload.partition(":")
+    if origin != waker.origin:
+        waker.notify(int(count) if count.isdigit() else 1)
 
 
 async def listen_forever(conninfo: str, waker: ClaimWaker) -> None:
-    """LISTEN on Postgres and wake local waiters on every NOTIFY; reconnect on failure."""
+    """LISTEN on Postgres, wake local waiters on other replicas' NOTIFYs; reconnect on failure."""
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
-                waker.notify()  # anything announced while we were disconnected
-                async for _ in conn.notifies():
-                    waker.notify()
+                waker.notify_all()  # anything announced while we were disconnected
+                async for notice in conn.notifies():
+                    _on_notify(waker, notice.payload)
         except psycopg.Error as exc:
             log.warning("LISTEN %s lost (%s); reconnecting in 1 s", CHANNEL, exc)
             await asyncio.sleep(1.0)

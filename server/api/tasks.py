@@ -40,7 +40,7 @@ from server.schemas import (
     ObjectiveSpec,
     TaskPublic,
 )
-from server.wakeup import waker_for
+from server.wakeup import ClaimWaker, Hops, waker_for
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[WorkerAuth])
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -62,36 +62,51 @@ async def claim(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + body.wait_seconds
     waker = waker_for(engine)
+    hops: Hops | None = None  # set while we hold a wakeup
     while True:
-        woken = waker.current()
-        claimed = await run_in_threadpool(_claim_once, engine, body)
-        remaining = deadline - loop.time()
-        if claimed is not None:
-            metrics.claims.inc()
-            return claimed
-        if remaining <= 0 or await request.is_disconnected():
-            metrics.empty_claims.inc()
-            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        # Park before trying, so a task announced during the attempt still wakes us.
+        waiter = waker.park()
         try:
-            # Re-poll now and then anyway: a missed wakeup costs at most this long.
-            await asyncio.wait_for(
-                woken.wait(), timeout=min(remaining, settings.claim_repoll_seconds)
-            )
-        except TimeoutError:
-            pass
+            claimed = await run_in_threadpool(_claim_once, engine, body)
+            if hops is not None and isinstance(claimed, queue.Miss) and claimed.unfit:
+                waker.pass_on(hops)  # the task we were woken for may fit another worker
+            remaining = deadline - loop.time()
+            if isinstance(claimed, ClaimedTask) or remaining <= 0:
+                break
+            if await request.is_disconnected():
+                break
+        except BaseException:
+            waker.unpark(waiter)
+            raise
+        hops = await _wait(waker, waiter, min(remaining, settings.claim_repoll_seconds))
+    waker.unpark(waiter)
+    if isinstance(claimed, ClaimedTask):
+        metrics.claims.inc()
+        return claimed
+    metrics.empty_claims.inc()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | None:
+async def _wait(waker: ClaimWaker, waiter: asyncio.Future[Hops], timeout: float) -> Hops | None:
+    """The wakeup's hops, or None when the timeout (a safety re-poll) came first."""
+    try:
+        return await asyncio.wait_for(waiter, timeout=timeout)
+    except TimeoutError:
+        waker.unpark(waiter)
+        return None
+
+
+def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | queue.Miss:
     free = body.free
-    found = queue.claim_task(
+    found = queue.claim_or_miss(
         engine,
         worker_id=body.worker_id,
         free_gpus=free.gpus if free else None,
         free_gpu_memory_mb=free.gpu_memory_mb if free else None,
         labels=body.labels,
     )
-    if found is None:
-        return None
+    if isinstance(found, queue.Miss):
+        return found
     task = found.task
     assert (
         task.id is not None and task.lease_token is not None and task.lease_expires_at is not None
