@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -238,19 +239,12 @@ def heartbeat(
 ) -> Beat:
     """Extend the lease and record progress; a cancelled or pruned task answers stop."""
     with transaction(engine) as session:
-        task = _task_for_update(session, task_id, lease_token)
+        task, now, lease_expires_at = _task_for_heartbeat(session, task_id, lease_token)
         if task.state in (TaskState.CANCELLED, TaskState.PRUNED):
             return Beat(task=task, stop_reason=str(task.state))
         if task.state != TaskState.RUNNING:
             raise ConflictError(f"task {task_id} is {task.state}")
-        lease = (
-            sa.select(EXPERIMENT.lease_seconds)
-            .where(EXPERIMENT.id == task.experiment_id)
-            .scalar_subquery()
-        )
-        task.heartbeat_at, task.lease_expires_at = session.execute(
-            sa.select(db_now(), db_now(lease))
-        ).one()
+        task.heartbeat_at, task.lease_expires_at = now, lease_expires_at
         task.progress, task.step = progress, step
         if metrics:
             task.intermediate = _with_step(task.intermediate, step, metrics)
@@ -275,22 +269,53 @@ def _with_step(
     return history
 
 
-def _task_for_update(session: Session, task_id: int, lease_token: str) -> Task:
-    task = session.get(Task, task_id, with_for_update=True)
-    if task is None:
+def _task_for_heartbeat(
+    session: Session, task_id: int, lease_token: str
+) -> tuple[Task, datetime, datetime]:
+    """The task locked, with the database's now and now + lease, in one statement."""
+    row = session.execute(
+        sa.select(Task, db_now(), db_now(EXPERIMENT.lease_seconds))
+        .join(Experiment, EXPERIMENT.id == TASK.experiment_id)
+        .where(TASK.id == task_id)
+        .with_for_update(of=Task)  # type: ignore[arg-type]
+    ).first()
+    if row is None:
         raise NotFoundError(f"task {task_id} not found")
+    return _check_token(row[0], lease_token), row[1], row[2]
+
+
+@dataclass(frozen=True)
+class Locked:
+    """A task and its experiment, both locked, and the database clock when they were."""
+
+    experiment: Experiment
+    task: Task
+    now: datetime
+
+
+def _lock_task(session: Session, task_id: int, lease_token: str) -> Locked:
+    """Experiment then task locked in one statement (experiment first in FROM: locked first).
+
+    FOR NO KEY UPDATE: claims insert events whose foreign keys take KEY SHARE on these rows;
+    a plain FOR UPDATE would make them wait for this unit.
+    """
+    row = session.execute(
+        sa.select(Experiment, Task, db_now())
+        .join(Task, TASK.experiment_id == EXPERIMENT.id)
+        .where(TASK.id == task_id)
+        .with_for_update(key_share=True)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"task {task_id} not found")
+    return Locked(experiment=row[0], task=_check_token(row[1], lease_token), now=row[2])
+
+
+def _check_token(task: Task, lease_token: str) -> Task:
     if task.lease_token is None or not secrets.compare_digest(task.lease_token, lease_token):
         raise StaleLeaseError(
-            f"task {task_id}: lease token is not current (the task was reassigned or finished)"
+            f"task {task.id}: lease token is not current (the task was reassigned or finished)"
         )
     return task
-
-
-def _experiment_id_of(session: Session, task_id: int) -> int:
-    experiment_id = session.scalar(sa.select(TASK.experiment_id).where(TASK.id == task_id))
-    if experiment_id is None:
-        raise NotFoundError(f"task {task_id} not found")
-    return int(experiment_id)
 
 
 def complete_task(
@@ -298,8 +323,8 @@ def complete_task(
 ) -> Task:
     """Record final metrics; the same token again returns the task unchanged (idempotent)."""
     with transaction(engine) as session:
-        experiment = lock_experiment(session, _experiment_id_of(session, task_id))
-        task = _task_for_update(session, task_id, lease_token)
+        locked = _lock_task(session, task_id, lease_token)
+        experiment, task = locked.experiment, locked.task
         if task.state == TaskState.COMPLETED:
             return task
         if task.state != TaskState.RUNNING:
@@ -307,7 +332,12 @@ def complete_task(
                 f"task {task_id} is {task.state}; its result is not needed any more"
             )
         _finish_task(
-            session, task, TaskState.COMPLETED, metrics=metrics, score=_score(experiment, metrics)
+            session,
+            task,
+            TaskState.COMPLETED,
+            now=locked.now,
+            metrics=metrics,
+            score=_score(experiment, metrics),
         )
         add_event(
             session,
@@ -330,9 +360,11 @@ def _score(experiment: Experiment, metrics: dict[str, float]) -> float | None:
     return value if objective["direction"] == "maximize" else -value
 
 
-def _finish_task(session: Session, task: Task, state: TaskState, **values: Any) -> None:
+def _finish_task(
+    session: Session, task: Task, state: TaskState, now: datetime | None = None, **values: Any
+) -> None:
     task.state = state
-    task.finished_at = session.execute(sa.select(db_now())).scalar_one()
+    task.finished_at = now or session.execute(sa.select(db_now())).scalar_one()
     task.lease_expires_at = None
     for name, value in values.items():
         setattr(task, name, value)
@@ -343,8 +375,8 @@ def fail_task(
 ) -> Task:
     """Retry (pending, attempt + 1) while attempts remain and the error is retryable, else fail."""
     with transaction(engine) as session:
-        experiment = lock_experiment(session, _experiment_id_of(session, task_id))
-        task = _task_for_update(session, task_id, lease_token)
+        locked = _lock_task(session, task_id, lease_token)
+        experiment, task = locked.experiment, locked.task
         if task.state != TaskState.RUNNING:
             raise ConflictError(f"task {task_id} is {task.state}")
         _release_or_fail(
@@ -395,8 +427,8 @@ def _release_or_fail(
 def prune_task(engine: Engine, *, task_id: int, lease_token: str, reason: str) -> Task | None:
     """Stop a running task on the pruner's word; None if it is no longer this lease's to stop."""
     with transaction(engine) as session:
-        experiment = lock_experiment(session, _experiment_id_of(session, task_id))
-        task = _task_for_update(session, task_id, lease_token)
+        locked = _lock_task(session, task_id, lease_token)
+        experiment, task = locked.experiment, locked.task
         if task.state != TaskState.RUNNING:
             return None
         last = _last_metrics(task.intermediate)
@@ -404,6 +436,7 @@ def prune_task(engine: Engine, *, task_id: int, lease_token: str, reason: str) -
             session,
             task,
             TaskState.PRUNED,
+            now=locked.now,
             metrics=last,
             score=_score(experiment, last),
             error=reason,
