@@ -30,8 +30,10 @@ class Encoder:
             options = domain.options if isinstance(domain, Choice) else (None,)
             for option in options:
                 self.columns[(key, _hashable(option))] = len(self.columns)
-        self.paths = _cell_paths(space) if paths and isinstance(space, CellSpace) else {}
-        self.width = len(self.columns) + len(self.paths)
+        self.paths = (
+            _cell_paths(space, len(self.columns)) if paths and isinstance(space, CellSpace) else {}
+        )
+        self.width = len(self.columns) + sum(len(columns) for columns in self.paths.values())
 
     def encode(self, configs: list[dict[str, Any]]) -> Array:
         matrix = np.zeros((len(configs), self.width))
@@ -51,26 +53,28 @@ class Encoder:
                     entries.append((column, 1.0))
             else:
                 entries.append((self.columns[(key, None)], _scaled(domain, config[key])))
-        offset = len(self.columns)
-        for path_ops, column in self.paths.items():
-            if all(config.get(edge) == op for edge, op in path_ops):
-                entries.append((offset + column, 1.0))
+        for edges, columns in self.paths.items():
+            column = columns.get(tuple(config.get(edge) for edge in edges))
+            if column is not None:  # None: a "none" op cuts the path
+                entries.append((column, 1.0))
         return entries
 
 
-def _cell_paths(space: CellSpace) -> dict[tuple[tuple[str, str], ...], int]:
-    """Every input->output path through the cell's nodes, with every sequence of non-'none' ops."""
+def _cell_paths(space: CellSpace, offset: int) -> dict[tuple[str, ...], dict[tuple[Any, ...], int]]:
+    """For every input->output path (its edges), a column per sequence of non-'none' ops."""
     ops = [op for op in space.ops if op != "none"]
     last = space.num_nodes - 1
     inner = range(1, last)
-    columns: dict[tuple[tuple[str, str], ...], int] = {}
+    paths: dict[tuple[str, ...], dict[tuple[Any, ...], int]] = {}
     for size in range(len(inner) + 1):
         for middle in itertools.combinations(inner, size):
             nodes = (0, *middle, last)
-            edges = [f"{j}<-{i}" for i, j in itertools.pairwise(nodes)]
+            edges = tuple(f"{j}<-{i}" for i, j in itertools.pairwise(nodes))
+            paths[edges] = {}
             for sequence in itertools.product(ops, repeat=len(edges)):
-                columns[tuple(zip(edges, sequence, strict=True))] = len(columns)
-    return columns
+                paths[edges][sequence] = offset
+                offset += 1
+    return paths
 
 
 def _scaled(domain: Domain, value: Any) -> float:
