@@ -195,20 +195,19 @@ def test_demo_tabular_runs_server_and_workers_and_writes_outputs(tmp_path: Path)
 
 def test_demo_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MORPHML_")}
-    demo = subprocess.Popen(
-        [MORPHML, "demo", "--tabular", "--out", "out"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert demo.stdout is not None
-    for line in demo.stdout:  # wait until the server, workers and experiment are all up
-        if "submitted experiment" in line:
-            break
-    demo.send_signal(signal.SIGINT)
-    demo.communicate(timeout=120)
+    argv = [MORPHML, "demo", "--tabular", "--out", "out"]
+    with subprocess.Popen(
+        argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as demo:
+        assert demo.stdout is not None
+        for line in demo.stdout:  # wait until the server, workers and experiment are all up
+            if "submitted experiment" in line:
+                break
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.communicate(timeout=120)
+        finally:
+            demo.kill()  # no-op once it exited; never leave it running if the test fails
     assert demo.returncode != 0
     (run_dir,) = (tmp_path / "out").iterdir()
     leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
