@@ -200,9 +200,12 @@ def test_demo_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
         argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as demo:
         assert demo.stdout is not None
+        seen = ""
         for line in demo.stdout:  # wait until the server, workers and experiment are all up
+            seen += line
             if "submitted experiment" in line:
                 break
+        assert "submitted experiment" in seen, seen
         demo.send_signal(signal.SIGINT)
         try:
             demo.communicate(timeout=120)
