@@ -11,6 +11,7 @@ from typing import Any
 
 from morphml.architecture import Architecture
 from morphml.mutation import crossover
+from morphml.optimizers._params import check_int, check_rate
 from morphml.optimizers._search import Record, SearchBase
 from morphml.optimizers.base import Objective
 from morphml.space.base import Space
@@ -28,12 +29,11 @@ class Genetic(SearchBase):
         mutation_rate: float = 0.5,
         elitism: int = 2,
     ) -> None:
-        _check_int("population_size", population_size, 2, 10**6)
-        _check_int("tournament_size", tournament_size, 1, population_size)
-        _check_int("elitism", elitism, 0, population_size - 1)
-        for name, rate in (("crossover_rate", crossover_rate), ("mutation_rate", mutation_rate)):
-            if not isinstance(rate, int | float) or not 0 <= rate <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {rate!r}")
+        check_int("population_size", population_size, 2, 10**6)
+        check_int("tournament_size", tournament_size, 1, population_size)
+        check_int("elitism", elitism, 0, population_size - 1)
+        check_rate("crossover_rate", crossover_rate)
+        check_rate("mutation_rate", mutation_rate)
         super().__init__(space, objectives, seed)
         self.population_size, self.tournament_size = population_size, tournament_size
         self.crossover_rate, self.mutation_rate, self.elitism = (
@@ -81,8 +81,3 @@ class Genetic(SearchBase):
 
 def _best(records: list[Record], count: int) -> list[Record]:
     return sorted(records, key=lambda record: -record["score"])[:count]
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} must be an int in [{low}, {high}], got {value!r}")

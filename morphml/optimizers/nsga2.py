@@ -12,6 +12,7 @@ from typing import Any
 
 from morphml.architecture import Architecture
 from morphml.mutation import crossover
+from morphml.optimizers._params import check_int, check_rate
 from morphml.optimizers._search import Record, SearchBase
 from morphml.optimizers.base import Objective
 from morphml.optimizers.pareto import crowding_distance, nondominated_sort
@@ -27,14 +28,8 @@ class NSGA2(SearchBase):
         population_size: int = 20,
         crossover_rate: float = 0.9,
     ) -> None:
-        if (
-            not isinstance(population_size, int)
-            or isinstance(population_size, bool)
-            or population_size < 2
-        ):
-            raise ValueError(f"population_size must be an int >= 2, got {population_size!r}")
-        if not isinstance(crossover_rate, int | float) or not 0 <= crossover_rate <= 1:
-            raise ValueError(f"crossover_rate must be in [0, 1], got {crossover_rate!r}")
+        check_int("population_size", population_size, 2)
+        check_rate("crossover_rate", crossover_rate)
         super().__init__(space, objectives, seed)
         self.population_size, self.crossover_rate = population_size, crossover_rate
         self.population: list[Record] = []

@@ -19,6 +19,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from morphml.optimizers._params import check_int
 from morphml.optimizers.base import Objective, OptimizerError
 
 Histories = Mapping[str, Sequence[float]]
@@ -47,8 +48,8 @@ class MedianPruner:
         self, direction: str = "maximize", warmup_steps: int = 1, min_tasks: int = 5
     ) -> None:
         self.sign = Objective("pruned", direction).sign()
-        self.warmup_steps = _int("warmup_steps", warmup_steps, 0)
-        self.min_tasks = _int("min_tasks", min_tasks, 1)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, 0)
+        self.min_tasks = check_int("min_tasks", min_tasks, 1)
 
     def should_stop(
         self, task_key: str, history: Sequence[float], all_histories: Histories
@@ -75,8 +76,8 @@ class ASHAPruner:
 
     def __init__(self, direction: str = "maximize", min_step: int = 1, eta: int = 3) -> None:
         self.sign = Objective("pruned", direction).sign()
-        self.min_step = _int("min_step", min_step, 1)
-        self.eta = _int("eta", eta, 2)
+        self.min_step = check_int("min_step", min_step, 1)
+        self.eta = check_int("eta", eta, 2)
 
     def should_stop(
         self, task_key: str, history: Sequence[float], all_histories: Histories
@@ -130,9 +131,3 @@ def make_pruner(
         return factory(**params)
     except (TypeError, ValueError) as exc:
         raise OptimizerError(f"pruner.params: {exc}") from None
-
-
-def _int(name: str, value: Any, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value

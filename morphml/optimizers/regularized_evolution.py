@@ -8,6 +8,7 @@ Until the population is full, proposals are random.
 from __future__ import annotations
 
 from morphml.architecture import Architecture
+from morphml.optimizers._params import check_int
 from morphml.optimizers._search import Record, SearchBase
 from morphml.optimizers.base import Objective
 from morphml.space.base import Space
@@ -22,12 +23,8 @@ class RegularizedEvolution(SearchBase):
         population_size: int = 20,
         sample_size: int = 5,
     ) -> None:
-        if not isinstance(population_size, int) or population_size < 2:
-            raise ValueError(f"population_size must be an int >= 2, got {population_size!r}")
-        if not isinstance(sample_size, int) or not 1 <= sample_size <= population_size:
-            raise ValueError(
-                f"sample_size must be an int in [1, population_size], got {sample_size!r}"
-            )
+        check_int("population_size", population_size, 2)
+        check_int("sample_size", sample_size, 1, population_size)
         super().__init__(space, objectives, seed)
         self.population_size = population_size
         self.sample_size = sample_size

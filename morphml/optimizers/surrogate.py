@@ -19,6 +19,7 @@ import numpy as np
 from morphml.architecture import Architecture
 from morphml.optimizers._encoding import Encoder
 from morphml.optimizers._gp import GaussianProcess, expected_improvement
+from morphml.optimizers._params import check_int
 from morphml.optimizers._search import Record, SearchBase
 from morphml.optimizers.base import Objective
 from morphml.space.base import Space
@@ -49,8 +50,7 @@ class SurrogateSearch(SearchBase):
             ("random_pool", random_pool, 0),
             ("max_points", max_points, 10),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            check_int(name, value, low)
         if not isinstance(local, bool):
             raise ValueError(f"local must be true or false, got {local!r}")
         super().__init__(space, objectives, seed)
