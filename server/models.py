@@ -125,6 +125,8 @@ class Task(SQLModel, table=True):
         # Claim: the oldest pending task of one experiment is an ordered index scan, LIMIT 1.
         sa.Index("ix_task_state_experiment_id", "state", "experiment_id", "id"),
         sa.Index("ix_task_state_lease", "state", "lease_expires_at"),
+        # Refill: this experiment's outcomes not yet told to its optimizer.
+        sa.Index("ix_task_tell_pending_experiment", "tell_pending", "experiment_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -148,6 +150,11 @@ class Task(SQLModel, table=True):
     claimed_at: datetime | None = _stamp()
     heartbeat_at: datetime | None = _stamp()
     finished_at: datetime | None = _stamp()
+    # Finished, and its outcome waits for the experiment's next refill to be told (in that
+    # refill's transaction, so each outcome is told exactly once).
+    tell_pending: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa.false(), "nullable": False}
+    )
 
 
 class TaskEvent(SQLModel, table=True):

@@ -95,56 +95,81 @@ def insert_experiment(
     return experiment
 
 
-def record_outcome_locked(
-    session: Session,
-    experiment: Experiment,
-    task: Task,
-    outcome: Outcome,
-    metrics: dict[str, float] | None,
-) -> None:
-    """Tell the optimizer how `task` ended, then top the queue up again, in the caller's commit."""
+def record_outcome_locked(session: Session, experiment: Experiment, task: Task) -> None:
+    """Queue how `task` ended for the optimizer; refill (which tells it) once the queue runs low.
+
+    Telling, asking and rewriting the optimizer state on every outcome costs a load and a dump
+    of a state that grows with the history; a refill does it once for a batch of outcomes.
+    The outcome is the task's final state and metrics, read back at the refill.
+    """
     if experiment.status not in (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
         return
-    try:
-        optimizer = _load_optimizer(experiment)
-        optimizer.tell(Candidate.from_dict(task.candidate), metrics, outcome)
-    except Exception as exc:
-        _fail_experiment(session, experiment, exc)
-        return
-    feed_locked(session, experiment, optimizer)
+    task.tell_pending = True
+    feed_locked(session, experiment)
 
 
-def feed_locked(
-    session: Session, experiment: Experiment, optimizer: Optimizer | None = None
-) -> int:
-    """Create tasks up to `parallelism` within budget; complete the experiment when it is done."""
+def feed_locked(session: Session, experiment: Experiment) -> int:
+    """Refill up to `parallelism` within budget once in-flight tasks fall to the low-water
+    mark, telling pending outcomes first; complete the experiment when it is done."""
     if experiment.status != ExperimentStatus.RUNNING:
-        _save_state(experiment, optimizer)
         return 0
     out_of_time = _out_of_time(session, experiment)
     if out_of_time:
         _cancel_pending(session, experiment)
     in_flight = _count_in_flight(session, experiment.id)
     room = 0 if out_of_time else _room(experiment, in_flight)
-    created, exhausted = 0, False
-    if room > 0:
-        try:
-            optimizer = optimizer or _load_optimizer(experiment)
-            created, exhausted = _ask_and_insert(session, experiment, optimizer, room)
-        except Exception as exc:
-            _fail_experiment(session, experiment, exc)
-            return 0
-    _save_state(experiment, optimizer)
-    if in_flight + created == 0 and (out_of_time or exhausted or _room(experiment, 0) == 0):
+    done = in_flight == 0 and (out_of_time or room == 0)
+    if room == 0 and not done:
+        return 0
+    try:
+        optimizer = _load_optimizer(experiment)
+        _tell_pending(session, experiment, optimizer)
+        created, exhausted = _ask_and_insert(session, experiment, optimizer, room)
+    except Exception as exc:
+        _fail_experiment(session, experiment, exc)
+        return 0
+    experiment.optimizer_state = optimizer.state_dict()
+    if in_flight + created == 0 and (done or exhausted):
         _finish(session, experiment, ExperimentStatus.COMPLETED)
     return created
 
 
 def _room(experiment: Experiment, in_flight: int) -> int:
+    """How many tasks to add now: none above the low-water mark, else back up to parallelism."""
+    low_water = experiment.parallelism - max(1, experiment.parallelism // 4)
+    if in_flight > low_water:
+        return 0
     room = experiment.parallelism - in_flight
     if experiment.max_evaluations is not None:
         room = min(room, experiment.max_evaluations - experiment.tasks_created)
     return max(room, 0)
+
+
+_OUTCOMES = {
+    TaskState.COMPLETED: Outcome.COMPLETED,
+    TaskState.FAILED: Outcome.FAILED,
+    TaskState.PRUNED: Outcome.PRUNED,
+}
+
+
+def _tell_pending(session: Session, experiment: Experiment, optimizer: Optimizer) -> None:
+    """Tell the optimizer every queued outcome, in the order they finished, and mark them told."""
+    rows = session.execute(
+        sa.select(TASK.id, TASK.state, TASK.candidate, TASK.metrics)
+        .where(TASK.tell_pending.is_(True), TASK.experiment_id == experiment.id)
+        .order_by(TASK.finished_at, TASK.id)
+    ).all()
+    for row in rows:
+        outcome = _OUTCOMES[TaskState(row.state)]
+        metrics = None if outcome is Outcome.FAILED else row.metrics
+        optimizer.tell(Candidate.from_dict(row.candidate), metrics, outcome)
+    if rows:
+        session.execute(
+            sa.update(Task)
+            .where(TASK.id.in_([row.id for row in rows]))
+            .values(tell_pending=False)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _load_optimizer(experiment: Experiment) -> Optimizer:
@@ -154,17 +179,12 @@ def _load_optimizer(experiment: Experiment) -> Optimizer:
     return optimizer
 
 
-def _save_state(experiment: Experiment, optimizer: Optimizer | None) -> None:
-    if optimizer is not None:
-        experiment.optimizer_state = optimizer.state_dict()
-
-
 def _ask_and_insert(
     session: Session, experiment: Experiment, optimizer: Optimizer, room: int
 ) -> tuple[int, bool]:
     """Ask for `room` new candidates; (tasks created, whether the optimizer ran dry)."""
     created = 0
-    for _ in range(ASK_ROUNDS):
+    for _ in range(ASK_ROUNDS if room > 0 else 0):
         candidates = optimizer.ask(room - created)
         if not candidates:
             return created, True
@@ -204,6 +224,7 @@ def _insert_task(session: Session, experiment: Experiment, candidate: Candidate)
         "max_attempts": experiment.max_attempts,
         "intermediate": {},
         "attempt": 1,
+        "tell_pending": False,
         "created_at": db_now(),
     }
     task_id = session.execute(sa.insert(Task).values(values).returning(TASK.id)).scalar_one()

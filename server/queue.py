@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from morphml.optimizers import Outcome
 from server.db import db_now, transaction
 from server.errors import ConflictError, NotFoundError, StaleLeaseError
 from server.models import (
@@ -347,7 +346,7 @@ def complete_task(
             attempt=task.attempt,
             worker_id=task.worker_id,
         )
-        record_outcome_locked(session, experiment, task, Outcome.COMPLETED, metrics)
+        record_outcome_locked(session, experiment, task)
         return task
 
 
@@ -421,7 +420,7 @@ def _release_or_fail(
         worker_id=worker_id,
         detail={"error": error[:500], "cause": kind.value},
     )
-    record_outcome_locked(session, experiment, task, Outcome.FAILED, None)
+    record_outcome_locked(session, experiment, task)
 
 
 def prune_task(engine: Engine, *, task_id: int, lease_token: str, reason: str) -> Task | None:
@@ -451,7 +450,7 @@ def prune_task(engine: Engine, *, task_id: int, lease_token: str, reason: str) -
             worker_id=task.worker_id,
             detail={"reason": reason},
         )
-        record_outcome_locked(session, experiment, task, Outcome.PRUNED, last)
+        record_outcome_locked(session, experiment, task)
         return task
 
 

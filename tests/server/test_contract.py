@@ -39,6 +39,21 @@ def test_create_experiment_queues_parallelism_tasks(client: TestClient) -> None:
     assert listed["count"] == 1 and listed["data"][0]["id"] == experiment["id"]
 
 
+def test_refill_waits_for_the_low_water_mark_then_tops_up(client: TestClient) -> None:
+    # parallelism 8: low-water mark 6, so outcomes are told and new tasks asked two at a time.
+    experiment = _create(client, parallelism=8, budget={"max_evaluations": 100})
+    worker_id = _register(client)
+    created = []
+    for _ in range(4):
+        task = _claim(client, worker_id)
+        assert task is not None
+        body = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": 0.5}}
+        assert client.post(f"/v1/tasks/{task['id']}/complete", json=body).status_code == 200
+        now = client.get(f"/v1/experiments/{experiment['id']}").json()
+        created.append(now["tasks_created"])
+    assert created == [8, 10, 10, 12]
+
+
 def test_claim_complete_runs_experiment_to_its_budget(client: TestClient) -> None:
     experiment = _create(client, budget={"max_evaluations": 5})
     worker_id = _register(client)
