@@ -215,3 +215,19 @@ def test_demo_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
     (run_dir,) = (tmp_path / "out").iterdir()
     leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
     assert leftovers.stdout == ""
+
+
+def test_plot_pareto_front_for_two_objectives(server: str, tmp_path: Path) -> None:
+    two = spec("pareto", 6, optimizer={"name": "nsga2", "params": {"population_size": 4}})
+    two["objectives"] = [
+        {"metric": "naswot", "direction": "maximize"},
+        {"metric": "num_params", "direction": "minimize"},
+    ]
+    path = tmp_path / "pareto.json"
+    path.write_text(json.dumps(two))
+    submitted = run(server, "submit", str(path), "--watch")
+    assert submitted.returncode == 0, submitted.stderr
+    png = tmp_path / "front.png"
+    result = run(server, "plot", submitted.stdout.split()[1], "--output", str(png))
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
