@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from morphml.errors import MorphMLError
 from morphml.evaluators import EVALUATOR_KINDS
@@ -59,11 +59,21 @@ def validate_spec(spec: ExperimentCreate) -> dict[str, Any]:
     return data
 
 
+# The optimizer state grows with the history (megabytes at 100k tasks): load it only when a
+# refill needs it (the first access to the attribute loads it, in the same transaction).
+UNLESS_REFILLING = defer(Experiment.optimizer_state)  # type: ignore[arg-type]
+
+
 def lock_experiment(session: Session, experiment_id: int) -> Experiment:
     """The experiment row, locked until commit (SQLite: BEGIN IMMEDIATE already serialises)."""
     # FOR NO KEY UPDATE: claims insert events whose foreign key takes KEY SHARE on this row;
     # a plain FOR UPDATE would make every claim wait for a completion of the same experiment.
-    experiment = session.get(Experiment, experiment_id, with_for_update={"key_share": True})
+    experiment = session.get(
+        Experiment,
+        experiment_id,
+        with_for_update={"key_share": True},
+        options=[UNLESS_REFILLING],
+    )
     if experiment is None:
         raise NotFoundError(f"experiment {experiment_id} not found")
     return experiment

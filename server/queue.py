@@ -31,7 +31,12 @@ from server.models import (
     Worker,
     WorkerStatus,
 )
-from server.orchestrator import add_event, lock_experiment, record_outcome_locked
+from server.orchestrator import (
+    UNLESS_REFILLING,
+    add_event,
+    lock_experiment,
+    record_outcome_locked,
+)
 from server.wakeup import announce_tasks
 
 # Kept out of the intermediate history so a long run cannot grow a task row without bound.
@@ -302,6 +307,7 @@ def _lock_task(session: Session, task_id: int, lease_token: str) -> Locked:
         sa.select(Experiment, Task, db_now())
         .join(Task, TASK.experiment_id == EXPERIMENT.id)
         .where(TASK.id == task_id)
+        .options(UNLESS_REFILLING)
         .with_for_update(key_share=True)
     ).first()
     if row is None:
