@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from morphml import Layer, SearchSpace
+from morphml import Layer, SearchSpace, __version__
 from morphml.cli.processes import local_cluster
 from morphml.client import Client
 
@@ -231,3 +231,9 @@ def test_plot_pareto_front_for_two_objectives(server: str, tmp_path: Path) -> No
     result = run(server, "plot", submitted.stdout.split()[1], "--output", str(png))
     assert result.returncode == 0, result.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_version() -> None:
+    result = run("http://127.0.0.1:9", "version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == __version__
