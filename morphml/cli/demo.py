@@ -9,6 +9,7 @@ stopped on the way out, Ctrl-C included.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,15 @@ def tabular_spec(evaluations: int) -> dict[str, Any]:
     }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(options: DemoOptions, console: Console) -> Path:
+    # Ctrl-C and SIGTERM unwind through `local_cluster`, which stops every process it started.
+    # Set explicitly: a shell starting us in the background hands down SIGINT as ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     kind = "nb201" if options.tabular else "mnist"
     # Absolute: workers run each evaluation with its task directory as the working directory.
     run_dir = options.out.resolve() / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
