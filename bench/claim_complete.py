@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import httpx
 import psycopg
 
 from morphml import IntRange, Layer, SearchSpace
+from morphml.cli.processes import free_port
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -45,12 +45,6 @@ def _space() -> dict[str, object]:
         )
         .to_dict()
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -71,7 +65,7 @@ def _database(postgres: bool) -> Iterator[str]:
 
 @contextmanager
 def _server(database_url: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MORPHML_")}
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
     process = subprocess.Popen(

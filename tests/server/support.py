@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,12 +61,6 @@ def worker_body(
         "resources": {"cpus": 2, "memory_mb": 4096, "gpus": devices},
         "labels": labels or {},
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _postgres_admin_conninfo() -> str:
