@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.support import free_port, spec, worker_body
+from morphml.cli.processes import free_port
+from tests.server.support import spec, worker_body
 
 pytestmark = pytest.mark.slow
 
