@@ -163,6 +163,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
             cluster.workers.stop_all()
 
 
+@BOTH_DATABASES
 def test_two_workers_train_digits_to_sensible_accuracies(cluster: Cluster) -> None:
     cluster.start_worker("a")
     cluster.start_worker("b")
@@ -198,6 +199,7 @@ def test_a_killed_worker_loses_its_lease_and_the_task_is_done_once_elsewhere(
     assert redone.attempt == 2 and redone.metrics and redone.metrics["val_accuracy"] == 0.75
 
 
+@BOTH_DATABASES
 def test_sigterm_exits_cleanly_and_hands_the_task_back_at_once(cluster: Cluster) -> None:
     worker = cluster.start_worker("a", "--grace-seconds", "0.5")
     experiment_id = cluster.experiment(
@@ -213,6 +215,7 @@ def test_sigterm_exits_cleanly_and_hands_the_task_back_at_once(cluster: Cluster)
     cluster.admin.cancel(experiment_id)
 
 
+@BOTH_DATABASES
 def test_a_second_sigterm_exits_at_once_and_kills_the_child(cluster: Cluster) -> None:
     worker = cluster.start_worker("a", "--grace-seconds", "120")
     experiment_id = cluster.experiment(
@@ -229,6 +232,7 @@ def test_a_second_sigterm_exits_at_once_and_kills_the_child(cluster: Cluster) ->
     cluster.admin.cancel(experiment_id)
 
 
+@BOTH_DATABASES
 def test_crashes_and_cancellations_end_tasks_while_the_worker_serves_on(cluster: Cluster) -> None:
     worker = cluster.start_worker("a")
     crashes = [
