@@ -211,6 +211,8 @@ def test_demo_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
             demo.communicate(timeout=120)
         finally:
             demo.kill()  # no-op once it exited; never leave it running if the test fails
+            # On failure, also what it started (they run in sessions of their own).
+            subprocess.run(["pkill", "-KILL", "-f", str(tmp_path)], check=False)
     assert demo.returncode != 0
     (run_dir,) = (tmp_path / "out").iterdir()
     leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
