@@ -107,16 +107,24 @@ def claim_or_miss(
         return Miss(unfit=unfit)
 
 
-def _claimed(session: Session, task: Task, experiment: sa.Row[Any]) -> Claim:
+def _task_event(
+    session: Session, task: Task, kind: EventKind, detail: dict[str, Any] | None = None
+) -> None:
+    """Record `kind` for `task` as it stands now (its attempt and worker)."""
     assert task.id is not None
     add_event(
         session,
         task_id=task.id,
         experiment_id=task.experiment_id,
-        kind=EventKind.CLAIMED,
+        kind=kind,
         attempt=task.attempt,
         worker_id=task.worker_id,
+        detail=detail,
     )
+
+
+def _claimed(session: Session, task: Task, experiment: sa.Row[Any]) -> Claim:
+    _task_event(session, task, EventKind.CLAIMED)
     return Claim(task=task, spec=experiment.spec, lease_seconds=experiment.lease_seconds)
 
 
@@ -344,14 +352,7 @@ def complete_task(
             metrics=metrics,
             score=_score(experiment, metrics),
         )
-        add_event(
-            session,
-            task_id=task_id,
-            experiment_id=task.experiment_id,
-            kind=EventKind.COMPLETED,
-            attempt=task.attempt,
-            worker_id=task.worker_id,
-        )
+        _task_event(session, task, EventKind.COMPLETED)
         record_outcome_locked(session, experiment, task)
         return task
 
@@ -446,16 +447,7 @@ def prune_task(engine: Engine, *, task_id: int, lease_token: str, reason: str) -
             score=_score(experiment, last),
             error=reason,
         )
-        assert task.id is not None
-        add_event(
-            session,
-            task_id=task.id,
-            experiment_id=task.experiment_id,
-            kind=EventKind.PRUNED,
-            attempt=task.attempt,
-            worker_id=task.worker_id,
-            detail={"reason": reason},
-        )
+        _task_event(session, task, EventKind.PRUNED, {"reason": reason})
         record_outcome_locked(session, experiment, task)
         return task
 
