@@ -170,6 +170,10 @@ def test_lease_expiry_fails_task_when_attempts_exhausted(client: TestClient) -> 
         if state["counts"]["failed"] == 1:
             break
         time.sleep(0.1)
+    # Read again: the GET reads status before counts, so on Postgres a reaper commit between the
+    # two can show the failure with the old status. The reaper fails the task and completes the
+    # experiment in one transaction, so any read after seeing the failure shows both.
+    state = client.get(f"/v1/experiments/{experiment['id']}").json()
     assert state["counts"]["failed"] == 1
     assert state["status"] == "completed"
 
