@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
 
 from server.errors import ConflictError
+from server.wakeup import forget_announced, notify_replicas, wake_claimers
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -112,15 +113,39 @@ def _write_lock(engine: Engine) -> AbstractContextManager[Any]:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error; IntegrityError -> ConflictError."""
-    with _write_lock(engine), Session(engine, expire_on_commit=False) as session:
+def unit(engine: Engine) -> Iterator[Connection]:
+    """One unit of work on a Core connection: commit on success, roll back on error,
+    IntegrityError -> ConflictError. Tasks it announced (`server.wakeup.announce_tasks`) are
+    NOTIFYed inside the transaction and wake this process's claimers once it has committed."""
+    announced = 0
+    with _write_lock(engine):
         try:
-            yield session
-            session.commit()
+            with engine.begin() as connection:
+                try:
+                    yield connection
+                    announced = notify_replicas(connection)
+                except BaseException:
+                    forget_announced(connection)
+                    raise
         except IntegrityError as exc:
-            session.rollback()
             raise ConflictError(str(exc.orig)) from exc
-        except BaseException:
-            session.rollback()
-            raise
+    wake_claimers(engine, announced)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """`unit` for ORM code: a session joined to the unit's connection, flushed at the end."""
+    with unit(engine) as connection, joined_session(connection) as session:
+        yield session
+
+
+@contextmanager
+def joined_session(connection: Connection) -> Iterator[Session]:
+    """An ORM session inside the unit's transaction; its changes are flushed (not committed:
+    the unit commits) when the block ends without error."""
+    session = Session(bind=connection, expire_on_commit=False)
+    try:
+        yield session
+        session.flush()
+    finally:
+        session.close()

@@ -30,6 +30,7 @@ from server.schemas import (
     TaskPublic,
     TasksPublic,
 )
+from server.statements import Row
 from server.wakeup import announce_tasks
 
 
@@ -177,7 +178,8 @@ def list_tasks(
         return TasksPublic(data=[task_public(t) for t in rows], count=count)
 
 
-def task_public(task: Task) -> TaskPublic:
+def task_public(task: Task | Row) -> TaskPublic:
+    """A task row (ORM object or Core row) as the API shows it."""
     return TaskPublic.model_validate(task, from_attributes=True)
 
 

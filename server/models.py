@@ -180,3 +180,4 @@ def _columns(table: type[SQLModel]) -> sa.ColumnCollection[str, sa.Column[Any]]:
 EXPERIMENT = _columns(Experiment)
 WORKER = _columns(Worker)
 TASK = _columns(Task)
+EVENT = _columns(TaskEvent)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, defer
 
 from morphml.errors import MorphMLError
@@ -22,10 +23,13 @@ from server.db import db_now
 from server.errors import InvalidSpecError, NotFoundError
 from server.models import TASK, EventKind, Experiment, ExperimentStatus, Task, TaskEvent, TaskState
 from server.schemas import ExperimentCreate
+from server.statements import ADD_EVENT, COUNT_IN_FLIGHT, INSERT_TASK, Row, event_params
 from server.wakeup import announce_tasks
 
 log = logging.getLogger("morphml.server")
 IN_FLIGHT = (TaskState.PENDING, TaskState.RUNNING)
+# Experiments whose optimizer is still told outcomes (a paused one resumes with them).
+TELLING = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
 # An optimizer may propose architectures already trained; ask again a few times before
 # concluding that the space is exhausted.
 ASK_ROUNDS = 3
@@ -112,7 +116,7 @@ def record_outcome_locked(session: Session, experiment: Experiment, task: Task) 
     of a state that grows with the history; a refill does it once for a batch of outcomes.
     The outcome is the task's final state and metrics, read back at the refill.
     """
-    if experiment.status not in (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
+    if experiment.status not in TELLING:
         return
     task.tell_pending = True
     feed_locked(session, experiment)
@@ -127,7 +131,7 @@ def feed_locked(session: Session, experiment: Experiment) -> int:
     if out_of_time:
         _cancel_pending(session, experiment)
     in_flight = _count_in_flight(session, experiment.id)
-    room = 0 if out_of_time else _room(experiment, in_flight)
+    room = 0 if out_of_time else _room(experiment.parallelism, _left(experiment), in_flight)
     done = in_flight == 0 and (out_of_time or room == 0)
     if room == 0 and not done:
         return 0
@@ -144,14 +148,34 @@ def feed_locked(session: Session, experiment: Experiment) -> int:
     return created
 
 
-def _room(experiment: Experiment, in_flight: int) -> int:
+def refill_due(connection: Connection, locked: Row) -> bool:
+    """Whether `feed_locked` would do anything now, from the columns `statements.LOCK_FOR_OUTCOME`
+    read: the usual answer (no) then costs one COUNT instead of loading the experiment."""
+    if locked.status != ExperimentStatus.RUNNING:
+        return False
+    if _past(locked.max_seconds, locked.started_at, locked.now):
+        return True
+    count = connection.execute(COUNT_IN_FLIGHT, {"experiment_id": locked.experiment_id})
+    in_flight = int(count.scalar_one())
+    left = None if locked.max_evaluations is None else locked.max_evaluations - locked.tasks_created
+    return in_flight == 0 or _room(locked.parallelism, left, in_flight) > 0
+
+
+def _left(experiment: Experiment) -> int | None:
+    """Evaluations the budget still allows (None: no limit)."""
+    if experiment.max_evaluations is None:
+        return None
+    return experiment.max_evaluations - experiment.tasks_created
+
+
+def _room(parallelism: int, left: int | None, in_flight: int) -> int:
     """How many tasks to add now: none above the low-water mark, else back up to parallelism."""
-    low_water = experiment.parallelism - max(1, experiment.parallelism // 4)
+    low_water = parallelism - max(1, parallelism // 4)
     if in_flight > low_water:
         return 0
-    room = experiment.parallelism - in_flight
-    if experiment.max_evaluations is not None:
-        room = min(room, experiment.max_evaluations - experiment.tasks_created)
+    room = parallelism - in_flight
+    if left is not None:
+        room = min(room, left)
     return max(room, 0)
 
 
@@ -216,29 +240,37 @@ def _insert_new(session: Session, experiment: Experiment, candidates: list[Candi
         )
     )
     fresh = [c for key, c in keys.items() if key not in known]
-    for candidate in fresh:
-        _insert_task(session, experiment, candidate)
     if fresh:
+        _insert_tasks(session, experiment, fresh)
         experiment.tasks_created += len(fresh)
         announce_tasks(session, len(fresh))
     return len(fresh)
 
 
-def _insert_task(session: Session, experiment: Experiment, candidate: Candidate) -> None:
-    values = {
-        "experiment_id": experiment.id,
-        "state": TaskState.PENDING,
-        "candidate": candidate.to_dict(),
-        "candidate_key": candidate.key,
-        "budget": candidate.budget,
-        "max_attempts": experiment.max_attempts,
-        "intermediate": {},
-        "attempt": 1,
-        "tell_pending": False,
-        "created_at": db_now(),
-    }
-    task_id = session.execute(sa.insert(Task).values(values).returning(TASK.id)).scalar_one()
-    add_event(session, task_id=task_id, experiment_id=experiment.id, kind=EventKind.CREATED)
+def _insert_tasks(session: Session, experiment: Experiment, candidates: list[Candidate]) -> None:
+    """One multi-row INSERT for the tasks and one for their `created` events."""
+    assert experiment.id is not None
+    rows = [
+        {
+            "experiment_id": experiment.id,
+            "state": TaskState.PENDING,
+            "candidate": candidate.to_dict(),
+            "candidate_key": candidate.key,
+            "budget": candidate.budget,
+            "max_attempts": experiment.max_attempts,
+            "intermediate": {},
+            "attempt": 1,
+            "tell_pending": False,
+        }
+        for candidate in candidates
+    ]
+    connection = session.connection()
+    task_ids = connection.execute(INSERT_TASK, rows).scalars().all()
+    events = [
+        event_params(task_id, experiment.id, EventKind.CREATED, attempt=1, worker_id=None)
+        for task_id in task_ids
+    ]
+    connection.execute(ADD_EVENT, events)
 
 
 def add_event(
@@ -266,17 +298,22 @@ def add_event(
 
 
 def _count_in_flight(session: Session, experiment_id: int | None) -> int:
-    query = sa.select(sa.func.count()).where(
-        TASK.experiment_id == experiment_id, TASK.state.in_(IN_FLIGHT)
-    )
-    return int(session.scalar(query) or 0)
+    count = session.connection().execute(COUNT_IN_FLIGHT, {"experiment_id": experiment_id})
+    return int(count.scalar_one())
 
 
 def _out_of_time(session: Session, experiment: Experiment) -> bool:
     if experiment.max_seconds is None or experiment.started_at is None:
         return False
     now: datetime = session.execute(sa.select(db_now())).scalar_one()
-    return (now - experiment.started_at).total_seconds() >= experiment.max_seconds
+    return _past(experiment.max_seconds, experiment.started_at, now)
+
+
+def _past(max_seconds: float | None, started_at: datetime | None, now: datetime) -> bool:
+    """The time budget has run out."""
+    if max_seconds is None or started_at is None:
+        return False
+    return (now - started_at).total_seconds() >= max_seconds
 
 
 def _cancel_pending(session: Session, experiment: Experiment) -> None:

@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from server.db import db_now, transaction
+from server import statements as S
+from server.db import db_now, joined_session, transaction, unit
 from server.errors import ConflictError, NotFoundError, StaleLeaseError
 from server.models import (
     EXPERIMENT,
@@ -25,18 +26,21 @@ from server.models import (
     WORKER,
     EventKind,
     Experiment,
-    ExperimentStatus,
     Task,
     TaskState,
     Worker,
     WorkerStatus,
 )
 from server.orchestrator import (
+    TELLING,
     UNLESS_REFILLING,
     add_event,
+    feed_locked,
     lock_experiment,
     record_outcome_locked,
+    refill_due,
 )
+from server.statements import Row
 from server.wakeup import announce_tasks
 
 # Kept out of the intermediate history so a long run cannot grow a task row without bound.
@@ -47,17 +51,19 @@ MAX_INTERMEDIATE_STEPS = 1000
 class Claim:
     """A claimed task with what the worker needs from its experiment."""
 
-    task: Task
+    task: Row  # statements.CLAIM's RETURNING columns
     spec: dict[str, Any]
     lease_seconds: float
 
 
 @dataclass(frozen=True)
 class Beat:
-    """A heartbeat's outcome: the task as it now stands and, when stopping, why."""
+    """A heartbeat's outcome: the new lease expiry, or why to stop; `task` (as it now stands)
+    only from the general path, which is the one that records metrics."""
 
-    task: Task
+    lease_expires_at: datetime | None
     stop_reason: str | None
+    task: Task | None = None
 
 
 @dataclass(frozen=True)
@@ -95,15 +101,32 @@ def claim_or_miss(
     labels: dict[str, str] | None,
 ) -> Claim | Miss:
     """`claim_task`, saying on a miss whether pending work was left for other workers."""
-    with transaction(engine) as session:
-        resources, registered_labels = _touch_worker(session, worker_id)
-        gpus, memory = _free_resources(resources, free_gpus, free_gpu_memory_mb)
-        wanted = registered_labels if labels is None else labels
-        order, unfit = _claim_order(session, gpus=gpus, memory=memory, labels=wanted)
+    with unit(engine) as connection:
+        worker = connection.execute(S.TOUCH_WORKER, {"worker_id": worker_id}).first()
+        if worker is None:
+            raise NotFoundError(f"worker {worker_id} not registered")
+        gpus, memory = _free_resources(worker.resources or {}, free_gpus, free_gpu_memory_mb)
+        wanted = (worker.labels or {}) if labels is None else labels
+        order, unfit = _claim_order(connection, gpus=gpus, memory=memory, labels=wanted)
         for experiment in order:
-            row = session.execute(_claim_statement(experiment.id, worker_id)).first()
-            if row is not None:
-                return _claimed(session, Task.model_validate(row._asdict()), experiment)
+            params = {
+                "b_experiment_id": experiment.id,
+                "b_worker_id": worker_id,
+                "b_lease_token": secrets.token_urlsafe(24),
+            }
+            task = connection.execute(S.CLAIM, params).first()
+            if task is not None:
+                event = S.event_params(
+                    task.id,
+                    task.experiment_id,
+                    EventKind.CLAIMED,
+                    attempt=task.attempt,
+                    worker_id=worker_id,
+                )
+                connection.execute(S.ADD_EVENT, event)
+                return Claim(
+                    task=task, spec=experiment.spec, lease_seconds=experiment.lease_seconds
+                )
         return Miss(unfit=unfit)
 
 
@@ -123,26 +146,9 @@ def _task_event(
     )
 
 
-def _claimed(session: Session, task: Task, experiment: sa.Row[Any]) -> Claim:
-    _task_event(session, task, EventKind.CLAIMED)
-    return Claim(task=task, spec=experiment.spec, lease_seconds=experiment.lease_seconds)
-
-
-# What a claim needs of an experiment: never `optimizer_state`, which grows with the history.
-_CLAIM_COLUMNS = (
-    EXPERIMENT.id,
-    EXPERIMENT.priority,
-    EXPERIMENT.spec,
-    EXPERIMENT.lease_seconds,
-    EXPERIMENT.need_gpus,
-    EXPERIMENT.need_gpu_memory_mb,
-    EXPERIMENT.need_labels,
-)
-
-
 def _claim_order(
-    session: Session, *, gpus: int, memory: int, labels: dict[str, str]
-) -> tuple[list[sa.Row[Any]], bool]:
+    connection: Connection, *, gpus: int, memory: int, labels: dict[str, str]
+) -> tuple[list[Row], bool]:
     """Running experiments with pending tasks this worker can run, best first; and whether
     some running experiment has pending tasks it cannot run.
 
@@ -150,10 +156,8 @@ def _claim_order(
     Python over a handful of rows: the alternative, ranking every pending task in SQL, costs a
     sort of the whole queue per claim.
     """
-    load = _in_flight_counts(session)
-    running: sa.Result[Any] = session.execute(
-        sa.select(*_CLAIM_COLUMNS).where(EXPERIMENT.status == ExperimentStatus.RUNNING)
-    )
+    load = {(e, state): int(n) for e, state, n in connection.execute(S.IN_FLIGHT_COUNTS)}
+    running = connection.execute(S.RUNNING_EXPERIMENTS)
     with_pending = [e for e in running if load.get((e.id, TaskState.PENDING), 0) > 0]
     fitting = [e for e in with_pending if _fits(e, gpus, memory, labels)]
     ordered = sorted(
@@ -163,69 +167,13 @@ def _claim_order(
     return ordered, len(fitting) < len(with_pending)
 
 
-def _in_flight_counts(session: Session) -> dict[tuple[int | None, str], int]:
-    rows = session.execute(
-        sa.select(TASK.experiment_id, TASK.state, sa.func.count())
-        .where(TASK.state.in_((TaskState.PENDING, TaskState.RUNNING)))
-        .group_by(TASK.experiment_id, TASK.state)
-    )
-    return {(experiment_id, state): int(count) for experiment_id, state, count in rows}
-
-
-def _fits(experiment: sa.Row[Any], gpus: int, memory: int, labels: dict[str, str]) -> bool:
+def _fits(experiment: Row, gpus: int, memory: int, labels: dict[str, str]) -> bool:
     needs_labels = experiment.need_labels or {}
     return (
         experiment.need_gpus <= gpus
         and experiment.need_gpu_memory_mb <= memory
         and all(labels.get(key) == value for key, value in needs_labels.items())
     )
-
-
-def _claim_statement(experiment_id: int | None, worker_id: int) -> sa.Update:
-    """UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING: one atomic statement.
-
-    The oldest pending task of the experiment; Postgres re-checks the subquery's WHERE on the
-    row it locks, so a task taken meanwhile is skipped, never handed out twice.
-    """
-    pick = (
-        sa.select(TASK.id)
-        .where(TASK.state == TaskState.PENDING, TASK.experiment_id == experiment_id)
-        .order_by(TASK.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    lease = (
-        sa.select(EXPERIMENT.lease_seconds).where(EXPERIMENT.id == experiment_id).scalar_subquery()
-    )
-    return (
-        sa.update(Task)
-        .where(TASK.id == pick)
-        .values(
-            state=TaskState.RUNNING,
-            lease_token=secrets.token_urlsafe(24),
-            lease_expires_at=db_now(lease),
-            worker_id=worker_id,
-            claimed_at=db_now(),
-            heartbeat_at=db_now(),
-            progress=None,
-            step=None,
-        )
-        .returning(*TASK)
-    )
-
-
-def _touch_worker(session: Session, worker_id: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """Mark the worker seen and return its registered (resources, labels), in one statement."""
-    row = session.execute(
-        sa.update(Worker)
-        .where(WORKER.id == worker_id)
-        .values(last_seen_at=db_now(), status=WorkerStatus.ONLINE)
-        .returning(WORKER.resources, WORKER.labels)
-    ).first()
-    if row is None:
-        raise NotFoundError(f"worker {worker_id} not registered")
-    return row.resources or {}, row.labels or {}
 
 
 def _free_resources(
@@ -250,10 +198,30 @@ def heartbeat(
     metrics: dict[str, float] | None,
 ) -> Beat:
     """Extend the lease and record progress; a cancelled or pruned task answers stop."""
+    if not metrics:
+        with unit(engine) as connection:
+            params = {"task_id": task_id, "b_lease_token": lease_token}
+            beat = connection.execute(S.BEAT, {**params, "b_progress": progress, "b_step": step})
+            row = beat.first()
+            if row is not None:
+                connection.execute(S.TOUCH_WORKER, {"worker_id": row.worker_id})
+                return Beat(lease_expires_at=row.lease_expires_at, stop_reason=None)
+    return _heartbeat_in_general(engine, task_id, lease_token, progress, step, metrics)
+
+
+def _heartbeat_in_general(
+    engine: Engine,
+    task_id: int,
+    lease_token: str,
+    progress: float | None,
+    step: int | None,
+    metrics: dict[str, float] | None,
+) -> Beat:
+    """Every case: metrics to record, a stale token (409), a stopped or unknown task."""
     with transaction(engine) as session:
         task, now, lease_expires_at = _task_for_heartbeat(session, task_id, lease_token)
         if task.state in (TaskState.CANCELLED, TaskState.PRUNED):
-            return Beat(task=task, stop_reason=str(task.state))
+            return Beat(lease_expires_at=None, stop_reason=str(task.state), task=task)
         if task.state != TaskState.RUNNING:
             raise ConflictError(f"task {task_id} is {task.state}")
         task.heartbeat_at, task.lease_expires_at = now, lease_expires_at
@@ -261,12 +229,8 @@ def heartbeat(
         if metrics:
             task.intermediate = _with_step(task.intermediate, step, metrics)
         if task.worker_id is not None:
-            session.execute(
-                sa.update(Worker)
-                .where(WORKER.id == task.worker_id)
-                .values(last_seen_at=db_now(), status=WorkerStatus.ONLINE)
-            )
-        return Beat(task=task, stop_reason=None)
+            session.connection().execute(S.TOUCH_WORKER, {"worker_id": task.worker_id})
+        return Beat(lease_expires_at=lease_expires_at, stop_reason=None, task=task)
 
 
 def _with_step(
@@ -293,7 +257,8 @@ def _task_for_heartbeat(
     ).first()
     if row is None:
         raise NotFoundError(f"task {task_id} not found")
-    return _check_token(row[0], lease_token), row[1], row[2]
+    _check_token(task_id, row[0].lease_token, lease_token)
+    return row[0], row[1], row[2]
 
 
 @dataclass(frozen=True)
@@ -320,46 +285,53 @@ def _lock_task(session: Session, task_id: int, lease_token: str) -> Locked:
     ).first()
     if row is None:
         raise NotFoundError(f"task {task_id} not found")
-    return Locked(experiment=row[0], task=_check_token(row[1], lease_token), now=row[2])
+    _check_token(task_id, row[1].lease_token, lease_token)
+    return Locked(experiment=row[0], task=row[1], now=row[2])
 
 
-def _check_token(task: Task, lease_token: str) -> Task:
-    if task.lease_token is None or not secrets.compare_digest(task.lease_token, lease_token):
+def _check_token(task_id: int, current: str | None, presented: str) -> None:
+    if current is None or not secrets.compare_digest(current, presented):
         raise StaleLeaseError(
-            f"task {task.id}: lease token is not current (the task was reassigned or finished)"
+            f"task {task_id}: lease token is not current (the task was reassigned or finished)"
         )
-    return task
 
 
 def complete_task(
     engine: Engine, *, task_id: int, lease_token: str, metrics: dict[str, float]
-) -> Task:
+) -> Row:
     """Record final metrics; the same token again returns the task unchanged (idempotent)."""
-    with transaction(engine) as session:
-        locked = _lock_task(session, task_id, lease_token)
-        experiment, task = locked.experiment, locked.task
-        if task.state == TaskState.COMPLETED:
-            return task
-        if task.state != TaskState.RUNNING:
+    with unit(engine) as connection:
+        locked = connection.execute(S.LOCK_FOR_OUTCOME, {"task_id": task_id}).first()
+        if locked is None:
+            raise NotFoundError(f"task {task_id} not found")
+        _check_token(task_id, locked.lease_token, lease_token)
+        if locked.state == TaskState.COMPLETED:
+            return connection.execute(sa.select(*TASK).where(TASK.id == task_id)).one()
+        if locked.state != TaskState.RUNNING:
             raise ConflictError(
-                f"task {task_id} is {task.state}; its result is not needed any more"
+                f"task {task_id} is {locked.state}; its result is not needed any more"
             )
-        _finish_task(
-            session,
-            task,
-            TaskState.COMPLETED,
-            now=locked.now,
-            metrics=metrics,
-            score=_score(experiment, metrics),
+        tell = locked.status in TELLING
+        params = {"task_id": task_id, "b_state": TaskState.COMPLETED, "b_now": locked.now}
+        params.update(b_metrics=metrics, b_score=_score(locked.spec, metrics), b_tell_pending=tell)
+        task = connection.execute(S.FINISH, params).one()
+        event = S.event_params(
+            task_id,
+            task.experiment_id,
+            EventKind.COMPLETED,
+            attempt=task.attempt,
+            worker_id=task.worker_id,
         )
-        _task_event(session, task, EventKind.COMPLETED)
-        record_outcome_locked(session, experiment, task)
+        connection.execute(S.ADD_EVENT, event)
+        if tell and refill_due(connection, locked):
+            with joined_session(connection) as session:
+                feed_locked(session, lock_experiment(session, task.experiment_id))
         return task
 
 
-def _score(experiment: Experiment, metrics: dict[str, float]) -> float | None:
+def _score(spec: dict[str, Any], metrics: dict[str, float]) -> float | None:
     """The first objective, signed so that bigger is better (best = ORDER BY score DESC)."""
-    objective = experiment.spec["objectives"][0]
+    objective = spec["objectives"][0]
     value = metrics.get(objective["metric"])
     if value is None:
         return None
@@ -444,7 +416,7 @@ def prune_task(engine: Engine, *, task_id: int, lease_token: str, reason: str) -
             TaskState.PRUNED,
             now=locked.now,
             metrics=last,
-            score=_score(experiment, last),
+            score=_score(experiment.spec, last),
             error=reason,
         )
         _task_event(session, task, EventKind.PRUNED, {"reason": reason})

@@ -17,8 +17,7 @@ from collections import deque
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 CHANNEL = "morphml_tasks"
@@ -93,37 +92,35 @@ def waker_for(engine: Engine) -> ClaimWaker:
     return waker
 
 
-def announce_tasks(session: Session, count: int = 1) -> None:
-    """Call inside a transaction that made `count` tasks claimable: waiters wake on commit."""
-    total = session.info.get("announce", 0)
-    session.info["announce"] = total + count
-    if total == 0:
-        event.listen(session, "before_commit", _notify_replicas, once=True)
-        event.listen(session, "after_commit", _wake_after_commit, once=True)
-        event.listen(session, "after_rollback", _forget, once=True)
+# Key in the DBAPI connection's `info` dict: tasks this transaction made claimable.
+_ANNOUNCED = "morphml_announced"
 
 
-def _engine(session: Session) -> Engine:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    return engine
+def announce_tasks(target: Session | Connection, count: int = 1) -> None:
+    """Call inside a unit of work (`server.db.unit` / `transaction`) that made `count` tasks
+    claimable: claimers wake once it commits, other replicas through NOTIFY."""
+    connection = target.connection() if isinstance(target, Session) else target
+    connection.info[_ANNOUNCED] = connection.info.get(_ANNOUNCED, 0) + count
 
 
-def _notify_replicas(session: Session) -> None:
-    # One NOTIFY per transaction with the total: Postgres folds identical payloads into one.
-    engine = _engine(session)
-    if engine.dialect.name == "postgresql":
-        payload = f"{waker_for(engine).origin}:{session.info.get('announce', 0)}"
-        session.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+def notify_replicas(connection: Connection) -> int:
+    """Before commit: one NOTIFY carrying the total (Postgres); returns the count to wake."""
+    count: int = connection.info.pop(_ANNOUNCED, 0)
+    if count and connection.dialect.name == "postgresql":
+        payload = f"{waker_for(connection.engine).origin}:{count}"
+        connection.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+    return count
 
 
-def _wake_after_commit(session: Session) -> None:
-    count = session.info.pop("announce", 0)
-    waker_for(_engine(session)).notify_threadsafe(count)
+def forget_announced(connection: Connection) -> None:
+    """On rollback: nothing became claimable."""
+    connection.info.pop(_ANNOUNCED, None)
 
 
-def _forget(session: Session) -> None:
-    session.info.pop("announce", None)
+def wake_claimers(engine: Engine, count: int) -> None:
+    """After commit: wake `count` of this process's claimers."""
+    if count:
+        waker_for(engine).notify_threadsafe(count)
 
 
 def _on_notify(waker: ClaimWaker, payload: str) -> None:

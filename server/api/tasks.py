@@ -139,15 +139,13 @@ def heartbeat(
     )
     if beat.stop_reason is not None:
         return HeartbeatAnswer(action="stop", reason=beat.stop_reason, lease_expires_at=None)
-    reason = stop_reason(engine, task=beat.task) if body.metrics else None
+    reason = stop_reason(engine, task=beat.task) if body.metrics and beat.task else None
     if reason is not None and queue.prune_task(
         engine, task_id=task_id, lease_token=body.lease_token, reason=reason
     ):
         metrics.outcomes.labels(outcome="pruned").inc()
         return HeartbeatAnswer(action="stop", reason=f"pruned: {reason}", lease_expires_at=None)
-    return HeartbeatAnswer(
-        action="continue", reason=None, lease_expires_at=beat.task.lease_expires_at
-    )
+    return HeartbeatAnswer(action="continue", reason=None, lease_expires_at=beat.lease_expires_at)
 
 
 @router.post("/{task_id}/complete")
