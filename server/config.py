@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     metrics_public: bool = True
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     run_migrations_on_start: bool = True
+    # Threads that run database units for the request handlers; 0 picks 1 on SQLite (its one
+    # writer: more threads only queue on its lock) and 8 on Postgres.
+    db_threads: int = Field(default=0, ge=0, le=256)
 
     @field_validator("admin_token", "worker_token")
     @classmethod
@@ -53,6 +56,12 @@ class Settings(BaseSettings):
     @property
     def worker_tokens(self) -> frozenset[str]:
         return _token_set(self.worker_token)
+
+    @property
+    def database_threads(self) -> int:
+        if self.db_threads:
+            return self.db_threads
+        return 1 if self.database_url.startswith("sqlite") else 8
 
     @property
     def auth_enabled(self) -> bool:

@@ -10,38 +10,49 @@ from sqlalchemy.engine import Engine
 
 from server.auth import Role, require_admin, role_of
 from server.config import Settings
+from server.db import Database
 from server.metrics import ServerMetrics
 
 _bearer = HTTPBearer(auto_error=False, description="MORPHML_ADMIN_TOKEN or MORPHML_WORKER_TOKEN")
 
 
-def get_app_settings(request: Request) -> Settings:
+# Dependencies are `async def` although nothing here awaits: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per dependency per request.
+
+
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_metrics(request: Request) -> ServerMetrics:
+async def get_metrics(request: Request) -> ServerMetrics:
     metrics: ServerMetrics = request.app.state.metrics
     return metrics
+
+
+async def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def worker_role(settings: SettingsDep, credentials: Credentials) -> Role:
+async def worker_role(settings: SettingsDep, credentials: Credentials) -> Role:
     """Admin or worker token."""
     return role_of(settings, credentials)
 
 
-def admin_role(settings: SettingsDep, credentials: Credentials) -> Role:
+async def admin_role(settings: SettingsDep, credentials: Credentials) -> Role:
     role = role_of(settings, credentials)
     require_admin(role)
     return role

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from morphml.errors import MorphMLError
 from server.api.main import api_router
 from server.config import Settings, get_settings
-from server.db import make_engine
+from server.db import Database, make_engine
 from server.errors import ConflictError, InvalidSpecError, NotFoundError
 from server.limits import BodySizeLimit
 from server.metrics import RequestLatency, ServerMetrics
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.database = Database(engine, settings.database_threads)
     app.state.metrics = ServerMetrics(engine)
     app.include_router(api_router)
     _add_error_handlers(app)
@@ -81,6 +82,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        app.state.database.close()
         engine.dispose()
 
 

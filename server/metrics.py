@@ -52,6 +52,8 @@ class ServerMetrics:
             ["method", "route"],
             registry=self.registry,
         )
+        # The hot path's labelled children, resolved once (`labels()` costs a lock and a lookup).
+        self.completed = self.outcomes.labels(outcome="completed")
         self.registry.register(TaskStateCollector(engine))
 
 

@@ -12,14 +12,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
 from morphml.errors import MorphMLError
 from morphml.evaluators import EVALUATOR_KINDS
 from morphml.optimizers import Candidate, Optimizer, Outcome, make_optimizer
 from morphml.space import space_from_dict
-from server.db import db_now
+from server.db import db_now, transaction
 from server.errors import InvalidSpecError, NotFoundError
 from server.models import TASK, EventKind, Experiment, ExperimentStatus, Task, TaskEvent, TaskState
 from server.schemas import ExperimentCreate
@@ -146,6 +146,23 @@ def feed_locked(session: Session, experiment: Experiment) -> int:
     if in_flight + created == 0 and (done or exhausted):
         _finish(session, experiment, ExperimentStatus.COMPLETED)
     return created
+
+
+def refill(engine: Engine, experiment_id: int, *, unless_busy: bool = False) -> None:
+    """In a unit of its own: lock the experiment, tell it its queued outcomes and top it up.
+
+    `unless_busy`: return at once when another unit holds the experiment (a refill under way;
+    outcomes it did not see stay queued for the next one) instead of queueing behind it.
+    """
+    with transaction(engine) as session:
+        experiment = session.get(
+            Experiment,
+            experiment_id,
+            with_for_update={"key_share": True, "skip_locked": unless_busy},
+            options=[UNLESS_REFILLING],
+        )
+        if experiment is not None:
+            feed_locked(session, experiment)
 
 
 def refill_due(connection: Connection, locked: Row) -> bool:

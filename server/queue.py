@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from server import statements as S
-from server.db import db_now, joined_session, transaction, unit
+from server.db import db_now, transaction, unit
 from server.errors import ConflictError, NotFoundError, StaleLeaseError
 from server.models import (
     EXPERIMENT,
@@ -35,9 +35,9 @@ from server.orchestrator import (
     TELLING,
     UNLESS_REFILLING,
     add_event,
-    feed_locked,
     lock_experiment,
     record_outcome_locked,
+    refill,
     refill_due,
 )
 from server.statements import Row
@@ -299,7 +299,13 @@ def _check_token(task_id: int, current: str | None, presented: str) -> None:
 def complete_task(
     engine: Engine, *, task_id: int, lease_token: str, metrics: dict[str, float]
 ) -> Row:
-    """Record final metrics; the same token again returns the task unchanged (idempotent)."""
+    """Record final metrics; the same token again returns the task unchanged (idempotent).
+
+    The outcome is queued for the optimizer (`tell_pending`) in this unit; the refill that
+    tells it runs after the commit, in its own unit, when this one saw it due. Concurrent
+    completes each count the others as still running, so a due refill can be missed; the
+    reaper's pass tops every running experiment up within `reaper_interval_seconds`.
+    """
     with unit(engine) as connection:
         locked = connection.execute(S.LOCK_FOR_OUTCOME, {"task_id": task_id}).first()
         if locked is None:
@@ -323,10 +329,10 @@ def complete_task(
             worker_id=task.worker_id,
         )
         connection.execute(S.ADD_EVENT, event)
-        if tell and refill_due(connection, locked):
-            with joined_session(connection) as session:
-                feed_locked(session, lock_experiment(session, task.experiment_id))
-        return task
+        due = tell and refill_due(connection, locked)
+    if due:
+        refill(engine, task.experiment_id, unless_busy=True)
+    return task
 
 
 def _score(spec: dict[str, Any], metrics: dict[str, float]) -> float | None:

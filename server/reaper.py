@@ -15,7 +15,7 @@ from server.config import Settings
 from server.db import transaction
 from server.metrics import ServerMetrics
 from server.models import EXPERIMENT, ExperimentStatus
-from server.orchestrator import feed_locked, lock_experiment
+from server.orchestrator import refill
 from server.queue import mark_workers_offline, requeue_expired
 
 log = logging.getLogger("morphml.server")
@@ -59,5 +59,4 @@ def feed_running_experiments(engine: Engine) -> None:
         ).all()
     for experiment_id in ids:
         assert experiment_id is not None
-        with transaction(engine) as session:
-            feed_locked(session, lock_experiment(session, experiment_id))
+        refill(engine, experiment_id)

@@ -114,8 +114,10 @@ BEAT = (
     .returning(TASK.lease_expires_at, TASK.worker_id)
 )
 
-# Complete's lock: experiment then task (experiment first in FROM: locked first), and the clock.
-# FOR NO KEY UPDATE: claims insert events whose foreign keys take KEY SHARE on these rows.
+# Complete's lock: the task row only, with what the refill decision needs of its experiment and
+# the clock. Completes of one experiment must not queue on the experiment row (each would hold
+# it across its commit); the refill, when due, locks the experiment in a unit of its own.
+# FOR NO KEY UPDATE: claims insert events whose foreign keys take KEY SHARE on the task row.
 LOCK_FOR_OUTCOME = (
     sa.select(
         EXPERIMENT.status,
@@ -135,7 +137,7 @@ LOCK_FOR_OUTCOME = (
     .select_from(EXPERIMENT.id.table)
     .join(_task, TASK.experiment_id == EXPERIMENT.id)
     .where(TASK.id == sa.bindparam("task_id"))
-    .with_for_update(key_share=True)
+    .with_for_update(of=_task, key_share=True)
 )
 
 FINISH = (

@@ -22,12 +22,12 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 
 from server import queue
-from server.deps import EngineDep, MetricsDep, SettingsDep, WorkerAuth
+from server.deps import DatabaseDep, MetricsDep, SettingsDep, WorkerAuth
 from server.experiments import task_public
+from server.metrics import ServerMetrics
 from server.pruning import stop_reason
 from server.schemas import (
     ClaimedTask,
@@ -54,20 +54,20 @@ TaskId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 async def claim(
     body: ClaimRequest,
     request: Request,
-    engine: EngineDep,
+    database: DatabaseDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> ClaimedTask | Response:
     """Long-poll: a thread and a connection are held only while one claim attempt runs."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + body.wait_seconds
-    waker = waker_for(engine)
+    waker = waker_for(database.engine)
     hops: Hops | None = None  # set while we hold a wakeup
     while True:
         # Park before trying, so a task announced during the attempt still wakes us.
         waiter = waker.park()
         try:
-            claimed = await run_in_threadpool(_claim_once, engine, body)
+            claimed = await database.run(_claim_once, body)
             if hops is not None and isinstance(claimed, queue.Miss) and claimed.unfit:
                 waker.pass_on(hops)  # the task we were woken for may fit another worker
             remaining = deadline - loop.time()
@@ -126,8 +126,14 @@ def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | queue.Miss:
 
 
 @router.post("/{task_id}/heartbeat")
-def heartbeat(
-    task_id: TaskId, body: HeartbeatRequest, engine: EngineDep, metrics: MetricsDep
+async def heartbeat(
+    task_id: TaskId, body: HeartbeatRequest, database: DatabaseDep, metrics: MetricsDep
+) -> HeartbeatAnswer:
+    return await database.run(_heartbeat, task_id, body, metrics)
+
+
+def _heartbeat(
+    engine: Engine, task_id: int, body: HeartbeatRequest, metrics: ServerMetrics
 ) -> HeartbeatAnswer:
     beat = queue.heartbeat(
         engine,
@@ -149,20 +155,22 @@ def heartbeat(
 
 
 @router.post("/{task_id}/complete")
-def complete(
-    task_id: TaskId, body: CompleteRequest, engine: EngineDep, metrics: MetricsDep
+async def complete(
+    task_id: TaskId, body: CompleteRequest, database: DatabaseDep, metrics: MetricsDep
 ) -> TaskPublic:
-    task = queue.complete_task(
-        engine, task_id=task_id, lease_token=body.lease_token, metrics=body.metrics
+    task = await database.run(
+        queue.complete_task, task_id=task_id, lease_token=body.lease_token, metrics=body.metrics
     )
-    metrics.outcomes.labels(outcome="completed").inc()
+    metrics.completed.inc()
     return task_public(task)
 
 
 @router.post("/{task_id}/fail")
-def fail(task_id: TaskId, body: FailRequest, engine: EngineDep, metrics: MetricsDep) -> TaskPublic:
-    task = queue.fail_task(
-        engine,
+async def fail(
+    task_id: TaskId, body: FailRequest, database: DatabaseDep, metrics: MetricsDep
+) -> TaskPublic:
+    task = await database.run(
+        queue.fail_task,
         task_id=task_id,
         lease_token=body.lease_token,
         error=body.error,
