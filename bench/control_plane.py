@@ -55,6 +55,9 @@ class Plan:
     idle_workers: int
     idle_seconds: float
     idle_probes: int
+    # Latency when the server is not saturated: N workers whose evaluations take this long.
+    paced_workers: int
+    paced_eval_seconds: float
 
 
 FULL = Plan(
@@ -70,6 +73,8 @@ FULL = Plan(
     idle_workers=1_000,
     idle_seconds=60.0,
     idle_probes=5,
+    paced_workers=32,
+    paced_eval_seconds=0.5,
 )
 SMOKE = Plan(
     workers=(2,),
@@ -84,6 +89,8 @@ SMOKE = Plan(
     idle_workers=10,
     idle_seconds=0.5,
     idle_probes=1,
+    paced_workers=2,
+    paced_eval_seconds=0.05,
 )
 
 
@@ -117,7 +124,7 @@ class Bench:
         with fresh_postgres(str(self._serial)) as url:
             yield url
 
-    def ours(self, kind: str, workers: int) -> None:
+    def ours(self, kind: str, workers: int, eval_seconds: float = 0.0) -> None:
         self._probe()
         with self.database(kind) as url, running_server(url, self.scratch / "server.log") as server:
             stats, cpu = asyncio.run(
@@ -127,10 +134,13 @@ class Bench:
                     warmup=self.plan.warmup,
                     seconds=self.plan.seconds,
                     cpu=server.cpu_seconds,
+                    eval_seconds=eval_seconds,
                 )
             )
             peak = server.peak_rss_mb()
-        self._record(_cycle_row("throughput", kind, workers, stats, cpu, self.plan.seconds, peak))
+        section = "paced" if eval_seconds else "throughput"
+        row = _cycle_row(section, kind, workers, stats, cpu, self.plan.seconds, peak)
+        self._record({**row, "eval_seconds": eval_seconds})
 
     def optuna(self, kind: str, storage: str, processes: int) -> None:
         self._probe()
@@ -228,6 +238,8 @@ def run_plan(bench: Bench) -> None:
     for clients in bench.plan.ceiling_clients:
         for commits in ("two", "one"):
             bench.ceiling(clients, commits)
+    for kind in bench.plan.databases:
+        bench.ours(kind, bench.plan.paced_workers, bench.plan.paced_eval_seconds)
     for kind in bench.plan.databases:
         _scale_round(bench, kind)
     for kind in bench.plan.databases:

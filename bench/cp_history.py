@@ -86,18 +86,18 @@ def _history_experiment(conn: Connection, bench_id: int, same_experiment: bool) 
 
 
 def _grow_state(conn: Connection, experiment_id: int, count: int) -> None:
-    """Random search's state as if it had proposed the `count` historical architectures."""
+    """The optimizer state as if it had proposed the `count` historical architectures: an
+    optimizer that persists what it has seen (`seen` in its state) gets them added; random
+    search no longer keeps them (the server's task table answers "already tried?")."""
     state = conn.execute(
         sa.select(EXPERIMENT.optimizer_state).where(EXPERIMENT.id == experiment_id)
     ).scalar_one()
-    seen = sorted({*state["seen"], *(_fake_hash(i) for i in range(count))})
+    if "seen" in state:
+        state = {**state, "seen": sorted({*state["seen"], *map(_fake_hash, range(count))})}
     conn.execute(
         sa.update(Experiment)
         .where(EXPERIMENT.id == experiment_id)
-        .values(
-            optimizer_state={**state, "seen": seen},
-            tasks_created=EXPERIMENT.tasks_created + count,
-        )
+        .values(optimizer_state=state, tasks_created=EXPERIMENT.tasks_created + count)
     )
 
 

@@ -45,6 +45,27 @@ def throughput(rows: list[Row]) -> str:
     return _table(header, lines)
 
 
+def paced(rows: list[Row]) -> str:
+    header = ["N", "db", "evaluation s", "cycles/s", "claim p50/95/99 ms"]
+    header += ["heartbeat p50/95/99 ms", "complete p50/95/99 ms", "server CPU ms/cycle", "machine"]
+    lines = [
+        [
+            str(r["n"]),
+            r["db"],
+            f"{r['eval_seconds']:g}",
+            f"{r['rate']:.0f}",
+            _ms(r["claim"]),
+            _ms(r["heartbeat"]),
+            _ms(r["complete"]),
+            f"{r['cpu_ms_per_cycle']:.1f}",
+            r["machine"],
+        ]
+        for r in rows
+        if r["section"] == "paced"
+    ]
+    return _table(header, lines)
+
+
 def _ratio(ours: Row | None, other: Row | None) -> tuple[str, str]:
     if other is None:
         return "-", "-"
@@ -129,6 +150,7 @@ def markdown(rows: list[Row]) -> str:
     parts = [
         ("Throughput and latency (N simulated workers)", throughput(rows)),
         ("Ratios", ratios(rows)),
+        ("Latency below saturation (evaluations take time)", paced(rows)),
         ("Optuna and the bare-SQL ceiling", rivals(rows)),
         ("Scale", scale(rows)),
         ("Idle long-pollers", idle(rows)),

@@ -143,21 +143,26 @@ async def finish(client: httpx.AsyncClient, task: dict[str, Any]) -> list[tuple[
 
 
 async def one_cycle(
-    client: httpx.AsyncClient, worker_id: int, wait_seconds: float
+    client: httpx.AsyncClient, worker_id: int, wait_seconds: float, eval_seconds: float = 0.0
 ) -> list[tuple[str, float]] | None:
-    """claim -> heartbeat -> complete; the calls' latencies, or None when the claim got 204."""
+    """claim -> (evaluate: sleep) -> heartbeat -> complete; the calls' latencies, or None when
+    the claim got 204."""
     task, claim_ms = await claim(client, worker_id, wait_seconds)
     if task is None:
         return None
+    if eval_seconds:
+        await asyncio.sleep(eval_seconds)
     return [("claim", claim_ms), *await finish(client, task)]
 
 
-async def _cycle_loop(url: str, worker_id: int, window: Window, stats: CycleStats) -> None:
+async def _cycle_loop(
+    url: str, worker_id: int, window: Window, stats: CycleStats, eval_seconds: float
+) -> None:
     # Its own client and connection, as each real worker has: one client shared by N workers
     # spends more CPU in httpx's connection pool than the server spends per request at N = 32.
     async with make_client(url, 1) as client:
         while time.perf_counter() < window.end:
-            calls = await one_cycle(client, worker_id, wait_seconds=5)
+            calls = await one_cycle(client, worker_id, 5, eval_seconds)
             if calls is None or not window.holds(time.perf_counter()):
                 continue
             stats.cycles += 1
@@ -180,10 +185,12 @@ async def run_cycles(
     seconds: float,
     cpu: Sampler,
     prepare: Callable[[int], None] | None = None,
+    eval_seconds: float = 0.0,
 ) -> tuple[CycleStats, float]:
     """N workers cycling for warmup + seconds; (stats of the window, server CPU s in it).
 
-    `prepare(experiment_id)` runs (in a thread) after the experiment exists, before any claim.
+    `prepare(experiment_id)` runs (in a thread) after the experiment exists, before any claim;
+    each evaluation takes `eval_seconds` (zero: the server is driven flat out).
     """
     async with make_client(url, workers + 8) as client:
         spec = experiment_spec(parallelism=max(2 * workers, workers + 8))
@@ -194,7 +201,7 @@ async def run_cycles(
         now = time.perf_counter()
         window = Window(start=now + warmup, end=now + warmup + seconds)
         stats = CycleStats()
-        loops = [asyncio.create_task(_cycle_loop(url, i, window, stats)) for i in ids]
+        loops = [asyncio.create_task(_cycle_loop(url, i, window, stats, eval_seconds)) for i in ids]
         cpu_start, cpu_end = await _sample_at(window, cpu)
         await _finish(loops, grace=10.0)
     return stats, cpu_end - cpu_start

@@ -8,6 +8,7 @@ the optimizer state is written in the same commit as the tasks it produced.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +18,27 @@ from sqlalchemy.orm import Session, defer
 
 from morphml.errors import MorphMLError
 from morphml.evaluators import EVALUATOR_KINDS
-from morphml.optimizers import Candidate, Optimizer, Outcome, make_optimizer
+from morphml.optimizers import (
+    AcceptsKnown,
+    Candidate,
+    KnownHashes,
+    Optimizer,
+    Outcome,
+    make_optimizer,
+)
 from morphml.space import space_from_dict
 from server.db import db_now, transaction
 from server.errors import InvalidSpecError, NotFoundError
 from server.models import TASK, EventKind, Experiment, ExperimentStatus, Task, TaskEvent, TaskState
 from server.schemas import ExperimentCreate
-from server.statements import ADD_EVENT, COUNT_IN_FLIGHT, INSERT_TASK, Row, event_params
+from server.statements import (
+    ADD_EVENT,
+    COUNT_IN_FLIGHT,
+    INSERT_TASK,
+    KNOWN_KEYS,
+    Row,
+    event_params,
+)
 from server.wakeup import announce_tasks
 
 log = logging.getLogger("morphml.server")
@@ -136,7 +151,7 @@ def feed_locked(session: Session, experiment: Experiment) -> int:
     if room == 0 and not done:
         return 0
     try:
-        optimizer = _load_optimizer(experiment)
+        optimizer = _load_optimizer(session, experiment)
         _tell_pending(session, experiment, optimizer)
         created, exhausted = _ask_and_insert(session, experiment, optimizer, room)
     except Exception as exc:
@@ -223,11 +238,28 @@ def _tell_pending(session: Session, experiment: Experiment, optimizer: Optimizer
         )
 
 
-def _load_optimizer(experiment: Experiment) -> Optimizer:
+def _load_optimizer(session: Session, experiment: Experiment) -> Optimizer:
     optimizer = build_optimizer(experiment.spec)
     if experiment.optimizer_state is not None:
         optimizer.load_state_dict(experiment.optimizer_state)
+    if isinstance(optimizer, AcceptsKnown):
+        # The task table remembers every architecture asked, so the state need not.
+        optimizer.known = _tasks_of(session, experiment.id)
     return optimizer
+
+
+def _tasks_of(session: Session, experiment_id: int | None) -> KnownHashes:
+    """Which of some architecture hashes the experiment already has a task for (any budget-less
+    candidate: key `hash@None`, as `Candidate.key` spells it)."""
+
+    def known(hashes: Collection[str]) -> set[str]:
+        keys = [f"{arch_hash}@None" for arch_hash in hashes]
+        found = session.connection().execute(
+            KNOWN_KEYS, {"experiment_id": experiment_id, "keys": keys}
+        )
+        return {key.rpartition("@")[0] for key in found.scalars()}
+
+    return known
 
 
 def _ask_and_insert(

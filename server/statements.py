@@ -154,6 +154,12 @@ FINISH = (
     .returning(*TASK)
 )
 
+# Which of some candidate keys an experiment already has (the unique index answers).
+KNOWN_KEYS = sa.select(TASK.candidate_key).where(
+    TASK.experiment_id == sa.bindparam("experiment_id"),
+    TASK.candidate_key.in_(sa.bindparam("keys", expanding=True)),
+)
+
 COUNT_IN_FLIGHT = sa.select(sa.func.count()).where(
     TASK.experiment_id == sa.bindparam("experiment_id"), TASK.state.in_(IN_FLIGHT)
 )

@@ -32,7 +32,7 @@ def test_smoke_mode_measures_every_section(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     rows = json.loads(out.read_text())
-    assert {row["section"] for row in rows} == {"throughput", "optuna", "scale", "idle"}
+    assert {row["section"] for row in rows} == {"throughput", "paced", "optuna", "scale", "idle"}
     assert all(row["rate"] > 0 for row in rows if "rate" in row)
     assert all(row["machine"].startswith("load ") for row in rows)
     idle = next(row for row in rows if row["section"] == "idle")
