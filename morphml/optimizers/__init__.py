@@ -1,6 +1,14 @@
 """Ask/tell optimizers with JSON state; `make_optimizer` builds one by name."""
 
-from morphml.optimizers.base import Candidate, Objective, Optimizer, OptimizerError, Outcome
+from morphml.optimizers.base import (
+    AcceptsKnown,
+    Candidate,
+    KnownHashes,
+    Objective,
+    Optimizer,
+    OptimizerError,
+    Outcome,
+)
 from morphml.optimizers.genetic import Genetic
 from morphml.optimizers.hyperband import ASHA, Hyperband
 from morphml.optimizers.local_search import LocalSearch
@@ -18,9 +26,11 @@ __all__ = [
     "NSGA2",
     "OPTIMIZERS",
     "ASHAPruner",
+    "AcceptsKnown",
     "Candidate",
     "Genetic",
     "Hyperband",
+    "KnownHashes",
     "LocalSearch",
     "MedianPruner",
     "Objective",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from morphml.architecture import Architecture
@@ -21,10 +22,14 @@ def load_rng(rng: random.Random, state: list[Any]) -> None:
     rng.setstate((version, tuple(internal), gauss))
 
 
-def draw_new(space: Space, rng: random.Random, seen: set[str]) -> Architecture | None:
-    """A sample not in `seen`, or None when MAX_DRAWS draws found none (space nearly exhausted)."""
+def draw_new(
+    space: Space, rng: random.Random, is_new: Callable[[str], bool]
+) -> Architecture | None:
+    """A sample whose hash `is_new` accepts, or None when MAX_DRAWS draws found none (space
+    nearly exhausted). A predicate rather than a set, so that the caller can also consult what
+    it does not hold in memory (`SearchBase.known`) one hash at a time."""
     for _ in range(MAX_DRAWS):
         architecture = space.sample(rng)
-        if architecture.hash not in seen:
+        if is_new(architecture.hash):
             return architecture
     return None

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from morphml.architecture import Architecture
 from morphml.errors import MorphMLError
+
+# Given architecture hashes, the subset that the caller already holds (the server: as tasks of
+# this experiment). Candidates without a budget have the key f"{hash}@None".
+KnownHashes = Callable[[Collection[str]], set[str]]
 
 
 class OptimizerError(MorphMLError):
@@ -81,6 +86,12 @@ class Optimizer(Protocol):
     """Ask/tell. `ask` may be called while earlier candidates are in flight; `tell` may come in
     any order and must be called for failed and pruned candidates too (metrics may be None).
     `state_dict()` is plain JSON; a fresh optimizer given it continues exactly as the original.
+
+    Optionally (see `AcceptsKnown`) an optimizer has a `known` attribute: the caller sets it,
+    before any tell or ask, to a `KnownHashes` lookup, and the optimizer never proposes an
+    architecture it reports. Optimizers that do not persist every hash they proposed (to keep
+    their state from growing with the run) rely on it: they continue exactly as the original
+    only when it reports at least every architecture asked before the state was saved.
     """
 
     def ask(self, n: int = 1) -> list[Candidate]: ...
@@ -95,3 +106,10 @@ class Optimizer(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class AcceptsKnown(Protocol):
+    """An optimizer that consults the caller's `KnownHashes` (None: it relies on itself)."""
+
+    known: KnownHashes | None

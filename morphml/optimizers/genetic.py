@@ -3,6 +3,7 @@
 Every offspring is proposed and evaluated (the result told back is its fitness). Generations
 form asynchronously: once `population_size` offspring have results, the next population is the
 `elitism` best of the old one plus the best offspring. The first population is random.
+Population and offspring are all the state it needs, so the state does not grow with the run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from morphml.space.base import Space
 
 
 class Genetic(SearchBase):
+    persist_seen = False
+    persist_history = False
+
     def __init__(
         self,
         space: Space,
@@ -51,7 +55,7 @@ class Genetic(SearchBase):
         child = first
         if self.rng.random() < self.crossover_rate:
             child = crossover(self.space, first, self.build(self._tournament()["config"]), self.rng)
-        if child.hash in self.seen or self.rng.random() < self.mutation_rate:
+        if not self.is_new(child.hash) or self.rng.random() < self.mutation_rate:
             return self.mutate_new(child)
         return child
 
@@ -77,6 +81,7 @@ class Genetic(SearchBase):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.population, self.offspring = list(state["population"]), list(state["offspring"])
+        self.seen.update(record["hash"] for record in self.population + self.offspring)
 
 
 def _best(records: list[Record], count: int) -> list[Record]:

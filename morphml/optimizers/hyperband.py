@@ -20,6 +20,8 @@ from morphml.space.base import Space
 
 
 class ASHA(SearchBase):
+    persist_history = False  # the rungs are its history; `seen` also holds what is in flight
+
     def __init__(
         self,
         space: Space,
@@ -75,7 +77,7 @@ class ASHA(SearchBase):
         return None
 
     def _new(self) -> Candidate | None:
-        architecture = draw_new(self.space, self.rng, self.seen)
+        architecture = draw_new(self.space, self.rng, self.is_new)
         if architecture is None:
             return None
         self.seen.add(architecture.hash)

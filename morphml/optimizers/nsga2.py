@@ -3,7 +3,7 @@
 The population is the `population_size` best results by non-dominated rank, then crowding
 distance; each told result joins it and the worst member leaves. Offspring come from binary
 tournaments (rank, then crowding), uniform crossover and mutation. `front()` is the Pareto front
-of everything told so far.
+of everything told so far, kept as it goes: the state grows with the front, not with the run.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from morphml.mutation import crossover
 from morphml.optimizers._params import check_int, check_rate
 from morphml.optimizers._search import Record, SearchBase
 from morphml.optimizers.base import Objective
-from morphml.optimizers.pareto import crowding_distance, nondominated_sort
+from morphml.optimizers.pareto import crowding_distance, dominates, nondominated_sort
 from morphml.space.base import Space
 
 
 class NSGA2(SearchBase):
+    persist_seen = False
+    persist_history = False
+
     def __init__(
         self,
         space: Space,
@@ -34,12 +37,11 @@ class NSGA2(SearchBase):
         self.population_size, self.crossover_rate = population_size, crossover_rate
         self.population: list[Record] = []
         self.fitness: list[tuple[int, float]] = []  # per member: (rank, crowding distance)
+        self.pareto: list[Record] = []  # the front of every told result, in the order told
 
     def front(self) -> list[Record]:
         """Every told result that no other told result dominates."""
-        told = [r for r in self.history if self._values(r) is not None]
-        fronts = nondominated_sort([self._values(r) for r in told])  # type: ignore[misc]
-        return [told[i] for i in fronts[0]] if fronts else []
+        return list(self.pareto)
 
     def _propose(self) -> Architecture | None:
         if len(self.population) < self.population_size:
@@ -56,23 +58,42 @@ class NSGA2(SearchBase):
         return self.population[better]
 
     def _observe(self, record: Record) -> None:
-        if self._values(record) is None:
+        values = self._values(record)
+        if values is None:
             return
         self.population, self.fitness = _survivors(
             [*self.population, record], self.population_size, self._values
         )
+        self._update_front(record, values)
+
+    def _update_front(self, record: Record, values: tuple[float, ...]) -> None:
+        # Dominance is transitive: what no member of the front dominates, no told result does.
+        members = [(r, v) for r in self.pareto if (v := self._values(r)) is not None]
+        if not any(dominates(v, values) for _, v in members):
+            self.pareto = [r for r, v in members if not dominates(values, v)] + [record]
 
     def _values(self, record: Record) -> tuple[float, ...] | None:
         values = record.get("values") if len(self.objectives) > 1 else [record["score"]]
         return None if values is None or None in values else tuple(values)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "population": self.population, "fitness": self.fitness}
+        return {
+            **super().state_dict(),
+            "population": self.population,
+            "fitness": self.fitness,
+            "front": self.pareto,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.population = list(state["population"])
         self.fitness = [(int(rank), float(crowd)) for rank, crowd in state["fitness"]]
+        self.pareto = list(state.get("front", []))
+        if "front" not in state:  # saved with the history, before the front was kept
+            for record in state["history"]:
+                if (values := self._values(record)) is not None:
+                    self._update_front(record, values)
+        self.seen.update(record["hash"] for record in self.population + self.pareto)
 
 
 def _survivors(

@@ -143,7 +143,7 @@ class SurrogateSearch(SearchBase):
         for config in ranked[:MAX_BUILDS]:
             self.proposed.add(_key(config))
             architecture = self._try_build(config)
-            if architecture is not None and architecture.hash not in self.seen:
+            if architecture is not None and self.is_new(architecture.hash):
                 self.proposed.add(_key(architecture.config))
                 return architecture
         return None

@@ -1,11 +1,16 @@
 """The contract every registered optimizer passes: valid, unique proposals; asynchronous tells in
-any order, failures included; JSON state that resumes exactly; no hang on an exhausted space."""
+any order, failures included; JSON state that resumes exactly; no hang on an exhausted space.
+
+The optimizers are driven as the server drives them (`Served`): its task table holds every
+candidate asked, and it answers the optimizer's `known` lookups from it.
+"""
 
 from __future__ import annotations
 
 import json
 import random
 import zlib
+from collections.abc import Collection
 from typing import Any
 
 import pytest
@@ -13,6 +18,7 @@ import pytest
 from morphml import Layer, SearchSpace
 from morphml.optimizers import (
     OPTIMIZERS,
+    AcceptsKnown,
     Candidate,
     Optimizer,
     OptimizerError,
@@ -51,6 +57,43 @@ def make(name: str, space: Space, seed: int = 0) -> Optimizer:
     return make_optimizer(name, space, objectives=OBJECTIVES, seed=seed, **SMALL.get(name, {}))
 
 
+class Served:
+    """An optimizer as the server drives it: `asked` (the task table, shared with whoever holds
+    it) gains every candidate asked, and answers the optimizer's `known` lookups."""
+
+    def __init__(self, optimizer: Optimizer, asked: set[str]) -> None:
+        self.optimizer, self.asked = optimizer, asked
+        if isinstance(optimizer, AcceptsKnown):
+            optimizer.known = self.known
+
+    def known(self, hashes: Collection[str]) -> set[str]:
+        return self.asked.intersection(hashes)
+
+    def ask(self, n: int = 1) -> list[Candidate]:
+        candidates = self.optimizer.ask(n)
+        self.asked.update(c.architecture.hash for c in candidates)
+        return candidates
+
+    def tell(
+        self, candidate: Candidate, metrics: Any, outcome: Outcome = Outcome.COMPLETED
+    ) -> None:
+        self.optimizer.tell(candidate, metrics, outcome)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+def served(name: str, space: Space, seed: int = 0, asked: set[str] | None = None) -> Served:
+    return Served(make(name, space, seed), set() if asked is None else asked)
+
+
+def persists_seen(name: str) -> bool:
+    return bool(getattr(OPTIMIZERS[name], "persist_seen", True))
+
+
 def run(optimizer: Optimizer, steps: int, batch: int, rng: random.Random) -> list[Candidate]:
     """Ask `batch` at a time, tell back in a shuffled order; every 7th fails. Returns all asked."""
     asked: list[Candidate] = []
@@ -82,13 +125,13 @@ def name(request: pytest.FixtureRequest) -> str:
 class TestOptimizerContract:
     def test_asks_valid_distinct_members_of_the_space(self, name: str) -> None:
         space = small_cell_space()
-        asked = run(make(name, space), steps=40, batch=4, rng=random.Random(1))
+        asked = run(served(name, space), steps=40, batch=4, rng=random.Random(1))
         assert len(asked) >= 40
         assert all(space.contains(c.architecture) for c in asked)
         assert len({c.key for c in asked}) == len(asked)
 
     def test_ask_while_others_are_in_flight(self, name: str) -> None:
-        optimizer, rng = make(name, small_cell_space()), random.Random(2)
+        optimizer, rng = served(name, small_cell_space()), random.Random(2)
         in_flight = optimizer.ask(6)
         for step in range(30):
             rng.shuffle(in_flight)
@@ -98,7 +141,7 @@ class TestOptimizerContract:
         assert len(keys) == len(set(keys)) == 6
 
     def test_candidates_survive_a_json_round_trip(self, name: str) -> None:
-        optimizer = make(name, small_cell_space())
+        optimizer = served(name, small_cell_space())
         for candidate in run(optimizer, steps=12, batch=3, rng=random.Random(3))[-3:]:
             again = Candidate.from_dict(json.loads(json.dumps(candidate.to_dict())))
             assert again.key == candidate.key and again.meta == candidate.meta
@@ -111,29 +154,75 @@ class TestOptimizerContract:
     @pytest.mark.parametrize("space_name", ["cell", "cnn"])
     def test_state_dict_resumes_with_identical_proposals(self, name: str, space_name: str) -> None:
         space = small_cell_space() if space_name == "cell" else cnn_space()
-        original = make(name, space, seed=5)
+        original = served(name, space, seed=5)
         run(original, steps=14, batch=2, rng=random.Random(4))
         in_flight = original.ask(3)
         state = json.loads(json.dumps(original.state_dict()))
-        restored = make(name, space, seed=99)
+        restored = served(name, space, seed=99, asked=set(original.asked))
         restored.load_state_dict(state)
         assert continue_run(original, in_flight) == continue_run(restored, in_flight)
 
+    def test_state_with_seen_resumes_without_known(self, name: str) -> None:
+        if not persists_seen(name):
+            pytest.skip("leaves `seen` to `known` after a reload")
+        original = make(name, cnn_space(), seed=5)
+        run(original, steps=14, batch=2, rng=random.Random(4))
+        in_flight = original.ask(3)
+        restored = make(name, cnn_space(), seed=99)
+        restored.load_state_dict(json.loads(json.dumps(original.state_dict())))
+        assert continue_run(original, in_flight) == continue_run(restored, in_flight)
+
     def test_exhausted_space_returns_fewer_candidates(self, name: str) -> None:
-        tiny = SearchSpace("tiny").add_layers(
-            Layer.input(shape=(4,)), Layer.dense(units=[2, 3, 4]), Layer.output(units=2)
-        )
-        optimizer = make(name, tiny)
+        optimizer = served(name, tiny_space())
         asked = run(optimizer, steps=50, batch=5, rng=random.Random(5))
-        assert {c.architecture.hash for c in asked} == {
-            a.hash for a in (tiny.build({"1.units": u}) for u in (2, 3, 4))
-        }
+        assert {c.architecture.hash for c in asked} == tiny_hashes()
         assert len({c.key for c in asked}) == len(asked) < 50
         assert optimizer.ask(5) == []
+
+    def test_reloads_never_repeat_an_architecture(self, name: str) -> None:
+        space = small_cell_space()
+        asked = [c for batch in reload_cycles(name, space, cycles=15, batch=4) for c in batch]
+        assert len(asked) == 60
+        assert all(space.contains(c.architecture) for c in asked)
+        assert len({c.key for c in asked}) == len(asked)
+
+    def test_reloads_exhaust_a_tiny_space_exactly(self, name: str) -> None:
+        batches = reload_cycles(name, tiny_space(), cycles=10, batch=2)
+        asked = [c for batch in batches for c in batch]
+        assert {c.architecture.hash for c in asked} == tiny_hashes()
+        assert len({c.key for c in asked}) == len(asked)
+        assert batches[-3:] == [[], [], []]
 
     def test_unknown_parameters_raise(self, name: str) -> None:
         with pytest.raises(OptimizerError, match="no parameter 'bogus'"):
             make_optimizer(name, small_cell_space(), bogus=1)
+
+
+def tiny_space() -> SearchSpace:
+    return SearchSpace("tiny").add_layers(
+        Layer.input(shape=(4,)), Layer.dense(units=[2, 3, 4]), Layer.output(units=2)
+    )
+
+
+def tiny_hashes() -> set[str]:
+    return {tiny_space().build({"1.units": units}).hash for units in (2, 3, 4)}
+
+
+def reload_cycles(name: str, space: Space, cycles: int, batch: int) -> list[list[Candidate]]:
+    """Refill as the server does: each cycle builds a fresh optimizer from the saved JSON state,
+    tells it how the previous batch ended, asks a batch and saves the state. Returns the batches."""
+    asked: set[str] = set()
+    state: dict[str, Any] | None = None
+    batches: list[list[Candidate]] = [[]]
+    for cycle in range(cycles):
+        optimizer = served(name, space, seed=cycle, asked=asked)  # the state carries the seed
+        if state is not None:
+            optimizer.load_state_dict(state)
+        for step, candidate in enumerate(batches[-1]):
+            tell(optimizer, candidate, cycle * batch + step + 1)
+        batches.append(optimizer.ask(batch))
+        state = json.loads(json.dumps(optimizer.state_dict()))
+    return batches[1:]
 
 
 def continue_run(optimizer: Optimizer, in_flight: list[Candidate]) -> list[Any]:
