@@ -49,17 +49,19 @@ class SearchBase:
         self.known: KnownHashes | None = None
 
     def ask(self, n: int = 1) -> list[Candidate]:
-        if not isinstance(n, int) or n < 0:
-            raise OptimizerError(f"ask: n must be an int >= 0, got {n!r}")
+        check_ask(n)
         candidates = []
         for _ in range(n):
             architecture = self._propose() or draw_new(self.space, self.rng, self.is_new)
             if architecture is None:
                 break
-            self.seen.add(architecture.hash)
-            self.pending[architecture.hash] = architecture.config
-            candidates.append(Candidate(architecture))
+            candidates.append(self._asked(architecture))
         return candidates
+
+    def _asked(self, architecture: Architecture) -> Candidate:
+        self.seen.add(architecture.hash)
+        self.pending[architecture.hash] = architecture.config
+        return Candidate(architecture)
 
     def tell(
         self,
@@ -147,6 +149,11 @@ class SearchBase:
 
     def completed(self) -> list[Record]:
         return completed(self.history)
+
+
+def check_ask(n: object) -> None:
+    if not isinstance(n, int) or n < 0:
+        raise OptimizerError(f"ask: n must be an int >= 0, got {n!r}")
 
 
 def completed(records: list[Record]) -> list[Record]:

@@ -33,3 +33,22 @@ def draw_new(
         if is_new(architecture.hash):
             return architecture
     return None
+
+
+def draw_many_new(
+    space: Space, rng: random.Random, count: int, unseen: Callable[[list[str]], set[str]]
+) -> list[Architecture]:
+    """The first `count` new samples, as `count` calls of `draw_new` would find them, but with
+    one `unseen` question per round of draws rather than one per draw (a round is as many draws
+    as are still missing). Fewer once MAX_DRAWS draws in a row found nothing new."""
+    found: dict[str, Architecture] = {}
+    misses = 0
+    while len(found) < count and misses < MAX_DRAWS:
+        samples = [space.sample(rng) for _ in range(count - len(found))]
+        fresh = unseen([sample.hash for sample in samples if sample.hash not in found])
+        for sample in samples:
+            if sample.hash in fresh and sample.hash not in found:
+                found[sample.hash], misses = sample, 0
+            else:
+                misses += 1
+    return list(found.values())

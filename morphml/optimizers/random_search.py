@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from morphml.optimizers._search import SearchBase
+from morphml.optimizers._search import SearchBase, check_ask
+from morphml.optimizers._state import draw_many_new
+from morphml.optimizers.base import Candidate
 
 
 class RandomSearch(SearchBase):
@@ -14,3 +16,8 @@ class RandomSearch(SearchBase):
 
     persist_seen = False
     persist_history = False
+
+    def ask(self, n: int = 1) -> list[Candidate]:
+        # Every candidate is a random draw, so `known` can answer for a whole round at once.
+        check_ask(n)
+        return [self._asked(a) for a in draw_many_new(self.space, self.rng, n, self.unseen)]

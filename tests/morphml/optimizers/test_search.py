@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Collection
 
 import pytest
 
-from morphml.optimizers import OPTIMIZERS, Outcome, RandomSearch
+from morphml.optimizers import OPTIMIZERS, Objective, Outcome, RandomSearch
+from morphml.optimizers._search import SearchBase
 from tests.morphml.optimizers.test_contract import continue_run, make, run, served
 from tests.morphml.spaces import rich_space, small_cell_space
 
+OBJECTIVES = [Objective("val_accuracy")]
 # Those that persist neither `seen` nor `history`: their state must not grow with the run.
 BOUNDED = sorted(
     name
@@ -38,6 +41,35 @@ def test_random_search_state_is_the_rng_and_what_is_in_flight() -> None:
     state = optimizer.state_dict()
     assert set(state) == {"rng", "pending"}
     assert set(state["pending"]) == {c.architecture.hash for c in in_flight}
+
+
+def test_random_search_asks_known_once_per_round_of_draws() -> None:
+    questions: list[set[str]] = []
+
+    def known(hashes: Collection[str]) -> set[str]:
+        questions.append(set(hashes))
+        return set()
+
+    optimizer = RandomSearch(rich_space(), OBJECTIVES, seed=0)
+    optimizer.known = known
+    assert len(optimizer.ask(32)) == 32
+    assert [len(question) for question in questions] == [32]
+
+
+def test_random_search_draws_as_one_draw_per_candidate_would() -> None:
+    # SearchBase alone has no proposals: it draws each candidate on its own, asking `known`
+    # once per draw. Random search batches the questions and must find the same candidates,
+    # here on a space whose draws often repeat.
+    earlier = RandomSearch(small_cell_space(), OBJECTIVES, seed=1).ask(300)
+    told_before = {c.architecture.hash for c in earlier}
+    answers = []
+    for optimizer in (
+        RandomSearch(small_cell_space(), OBJECTIVES, seed=3),
+        SearchBase(small_cell_space(), OBJECTIVES, seed=3),
+    ):
+        optimizer.known = told_before.intersection
+        answers.append([c.key for n in (1, 7, 30, 100) for c in optimizer.ask(n)])
+    assert answers[0] == answers[1] and len(set(answers[0])) == 138
 
 
 @pytest.mark.parametrize("name", BOUNDED)
