@@ -46,6 +46,9 @@ class SearchBase:
         self.seen: set[str] = set()
         self.history: list[Record] = []
         self.pending: dict[str, dict[str, Value]] = {}  # asked, not yet told: hash -> config
+        # How many results were told: a bounded witness that across restarts each outcome was
+        # told exactly once, now that the history itself is not always kept.
+        self.told = 0
         self.known: KnownHashes | None = None
 
     def ask(self, n: int = 1) -> list[Candidate]:
@@ -82,6 +85,7 @@ class SearchBase:
             record["values"] = None if vector is None else list(vector)
         if self.persist_history:
             self.history.append(record)
+        self.told += 1
         self._observe(record)
 
     def score(self, metrics: dict[str, float] | None, outcome: Outcome) -> float | None:
@@ -95,7 +99,11 @@ class SearchBase:
         return self.objectives[0].sign() * float(value)
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"rng": rng_state(self.rng), "pending": self.pending}
+        state: dict[str, Any] = {
+            "rng": rng_state(self.rng),
+            "pending": self.pending,
+            "told": self.told,
+        }
         if self.persist_seen:
             state["seen"] = sorted(self.seen)
         if self.persist_history:
@@ -108,6 +116,7 @@ class SearchBase:
         load_rng(self.rng, state["rng"])
         self.pending = dict(state["pending"])
         history = state.get("history", [])
+        self.told = int(state.get("told", len(history)))
         self.history = [dict(record) for record in history] if self.persist_history else []
         self.seen = {*state.get("seen", ()), *self.pending, *(r["hash"] for r in self.history)}
 

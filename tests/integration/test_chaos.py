@@ -236,9 +236,10 @@ def check_reassignments(events: list[Any], cluster: Cluster, workers: dict[str, 
 
 
 def check_optimizer_state(database_url: str, experiment_id: int) -> None:
-    """The final optimizer state agrees with the task table: every outcome was told, and the
-    population (all that evolution keeps, however long the run) is made of this experiment's
-    results. tests/server/test_process.py proves that a restart resumes the state exactly."""
+    """The optimizer that finished carried its state across both restarts: it was told every
+    outcome exactly once (its `told` count), and its population (all that evolution keeps,
+    however long the run) is made of this experiment's results. tests/server/test_process.py
+    proves that a restart resumes the state exactly."""
     import json
 
     (state,) = _rows(
@@ -251,6 +252,7 @@ def check_optimizer_state(database_url: str, experiment_id: int) -> None:
         e=experiment_id,
     )[0][0]
     assert untold == 0 and not state["pending"]
+    assert state["told"] == TASKS  # every result told once, across both restarts
     completed = _rows(
         database_url,
         "SELECT candidate_key FROM task WHERE experiment_id = :e AND state = 'completed'",

@@ -39,7 +39,7 @@ def test_random_search_state_is_the_rng_and_what_is_in_flight() -> None:
         optimizer.tell(candidate, None, Outcome.FAILED)
     in_flight = optimizer.ask(2)
     state = optimizer.state_dict()
-    assert set(state) == {"rng", "pending"}
+    assert set(state) == {"rng", "pending", "told"}
     assert set(state["pending"]) == {c.architecture.hash for c in in_flight}
 
 
