@@ -25,45 +25,36 @@ def _find(rows: list[Row], **match: Any) -> Row | None:
 
 
 def throughput(rows: list[Row]) -> str:
-    header = ["N", "db", "cycles/s", "claim p50/95/99 ms", "heartbeat p50/95/99 ms"]
-    header += ["complete p50/95/99 ms", "server CPU ms/cycle", "peak RSS MB", "machine"]
-    lines = [
-        [
-            str(r["n"]),
-            r["db"],
-            f"{r['rate']:.0f}",
-            _ms(r["claim"]),
-            _ms(r["heartbeat"]),
-            _ms(r["complete"]),
-            f"{r['cpu_ms_per_cycle']:.1f}",
-            f"{r['peak_rss_mb']:.0f}",
-            r["machine"],
-        ]
-        for r in rows
-        if r["section"] == "throughput"
-    ]
-    return _table(header, lines)
+    return _cycles(rows, "throughput")
 
 
 def paced(rows: list[Row]) -> str:
-    header = ["N", "db", "evaluation s", "cycles/s", "claim p50/95/99 ms"]
-    header += ["heartbeat p50/95/99 ms", "complete p50/95/99 ms", "server CPU ms/cycle", "machine"]
+    """Like `throughput`, with each evaluation's time instead of peak RSS."""
+    return _cycles(rows, "paced")
+
+
+def _cycles(rows: list[Row], section: str) -> str:
+    paced = section == "paced"
+    header = ["N", "db", *(["evaluation s"] if paced else []), "cycles/s", "claim p50/95/99 ms"]
+    header += ["heartbeat p50/95/99 ms", "complete p50/95/99 ms", "server CPU ms/cycle"]
+    header += [] if paced else ["peak RSS MB"]
     lines = [
         [
             str(r["n"]),
             r["db"],
-            f"{r['eval_seconds']:g}",
+            *([f"{r['eval_seconds']:g}"] if paced else []),
             f"{r['rate']:.0f}",
             _ms(r["claim"]),
             _ms(r["heartbeat"]),
             _ms(r["complete"]),
             f"{r['cpu_ms_per_cycle']:.1f}",
+            *([] if paced else [f"{r['peak_rss_mb']:.0f}"]),
             r["machine"],
         ]
         for r in rows
-        if r["section"] == "paced"
+        if r["section"] == section
     ]
-    return _table(header, lines)
+    return _table([*header, "machine"], lines)
 
 
 def _ratio(ours: Row | None, other: Row | None) -> tuple[str, str]:
