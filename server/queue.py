@@ -8,6 +8,7 @@ cancel uses, so Postgres never sees the two wait on each other.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server import statements as S
@@ -43,6 +45,7 @@ from server.orchestrator import (
 from server.statements import Row
 from server.wakeup import announce_tasks
 
+log = logging.getLogger("morphml.server")
 # Kept out of the intermediate history so a long run cannot grow a task row without bound.
 MAX_INTERMEDIATE_STEPS = 1000
 
@@ -331,8 +334,21 @@ def complete_task(
         connection.execute(S.ADD_EVENT, event)
         due = tell and refill_due(connection, locked)
     if due:
-        refill(engine, task.experiment_id, unless_busy=True)
+        _refill_after(engine, task.experiment_id)
     return task
+
+
+def _refill_after(engine: Engine, experiment_id: int) -> None:
+    """The refill a committed outcome made due. Its failure must not turn the committed complete
+    into an error (the worker would retry a complete that worked): the reaper's pass retries it."""
+    try:
+        refill(engine, experiment_id, unless_busy=True)
+    except SQLAlchemyError as exc:
+        log.warning(
+            "experiment %s: refill after a complete failed (%s); the reaper retries",
+            experiment_id,
+            exc,
+        )
 
 
 def _score(spec: dict[str, Any], metrics: dict[str, float]) -> float | None:

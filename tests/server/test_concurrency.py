@@ -1,7 +1,10 @@
-"""Postgres only: concurrent claimers never get the same task (SKIP LOCKED), and none is missed."""
+"""Postgres only: concurrent claimers never get the same task (SKIP LOCKED), and none is missed;
+concurrent completes tell each outcome once and meet the budget exactly."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,9 +13,13 @@ import sqlalchemy as sa
 
 from server import queue
 from server.db import db_now, make_engine, transaction
+from server.experiments import create_experiment
 from server.migrations import upgrade_to_head
 from server.models import Experiment, ExperimentStatus, Task, TaskState, Worker, WorkerStatus
-from tests.server.support import fresh_postgres_database, require_postgres
+from server.reaper import feed_running_experiments
+from server.schemas import ExperimentCreate, WorkerCreate
+from server.workers import register_worker
+from tests.server.support import fresh_postgres_database, require_postgres, spec, worker_body
 
 CLAIMERS, TASKS = 16, 1000
 
@@ -92,3 +99,67 @@ def test_sixteen_claimers_get_each_task_exactly_once(pg_engine: sa.Engine) -> No
     with transaction(pg_engine) as session:
         events = session.scalar(sa.text("SELECT count(*) FROM task_event WHERE kind = 'claimed'"))
     assert events == TASKS
+
+
+def _claim_and_complete_until(engine: sa.Engine, worker_id: int, done: threading.Event) -> int:
+    """Claim and complete until the experiment is done; how many this worker completed."""
+    completed = 0
+    while not done.is_set():
+        found = queue.claim_task(
+            engine, worker_id=worker_id, free_gpus=0, free_gpu_memory_mb=0, labels={}
+        )
+        if found is None:
+            time.sleep(0.01)  # a refill is under way, or was left to the reaper
+            continue
+        task = found.task
+        queue.complete_task(
+            engine, task_id=task.id, lease_token=task.lease_token, metrics={"val_accuracy": 0.5}
+        )
+        completed += 1
+    return completed
+
+
+def _reaper(engine: sa.Engine, experiment_id: int, done: threading.Event) -> None:
+    """The reaper's top-up pass, every 0.2 s, until the experiment has finished."""
+    while not done.wait(0.2):
+        feed_running_experiments(engine)
+        with transaction(engine) as session:
+            status = session.scalar(
+                sa.select(Experiment.status).where(Experiment.id == experiment_id)
+            )  # type: ignore[arg-type]
+        if status != ExperimentStatus.RUNNING:
+            done.set()
+
+
+@pytest.mark.postgres
+def test_concurrent_completes_tell_every_outcome_once_and_finish(pg_engine: sa.Engine) -> None:
+    """Completes lock only their task and refill after their commit, skipping an experiment that
+    is being refilled: the budget is still met exactly, and each outcome told once."""
+    body = ExperimentCreate.model_validate(
+        spec(budget={"max_evaluations": 20, "max_seconds": None}, parallelism=8)
+    )
+    experiment_id = create_experiment(pg_engine, spec=body).id
+    workers = [
+        register_worker(pg_engine, body=WorkerCreate.model_validate(worker_body(f"w{i}"))).id
+        for i in range(CLAIMERS // 2)
+    ]
+    done = threading.Event()
+    reaper = threading.Thread(target=_reaper, args=(pg_engine, experiment_id, done))
+    reaper.start()
+    with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+        counts = list(pool.map(lambda w: _claim_and_complete_until(pg_engine, w, done), workers))
+    reaper.join()
+    assert sum(counts) == 20
+    assert sum(1 for count in counts if count) > 1, "completes were not actually concurrent"
+    with transaction(pg_engine) as session:
+        experiment = session.get(Experiment, experiment_id)
+        assert experiment is not None
+        states = session.execute(
+            sa.select(Task.state, Task.tell_pending).where(Task.experiment_id == experiment_id)  # type: ignore[arg-type]
+        ).all()
+        assert experiment.status == ExperimentStatus.COMPLETED
+        assert experiment.tasks_created == 20
+        assert experiment.optimizer_state is not None
+        assert experiment.optimizer_state["told"] == 20
+    assert sorted(state for state, _ in states) == [TaskState.COMPLETED] * 20
+    assert not any(pending for _, pending in states)
