@@ -19,11 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
 import psycopg
 
-from morphml.cli.processes import free_port
+from morphml.cli.processes import free_port, wait_ready
 
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -101,20 +100,11 @@ class ServerProcess:
             [*_server_command(), *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
         self.stats = psutil.Process(self.process.pid)
-        self._wait_ready()
+        wait_ready(self.url, self)
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited during start; see {self._log.name}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not become ready within 60 s")
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"server exited during start; see {self._log.name}")
 
     def cpu_seconds(self) -> float:
         times = self.stats.cpu_times()

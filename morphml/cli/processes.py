@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -88,7 +89,14 @@ def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
             pass
 
 
-def wait_ready(url: str, processes: Processes, timeout: float = 60.0) -> None:
+class Alive(Protocol):
+    """Something that raises when the process(es) it watches have exited (`Processes` is one)."""
+
+    def check_alive(self) -> None: ...
+
+
+def wait_ready(url: str, processes: Alive, timeout: float = 60.0) -> None:
+    """Poll the server's /readyz until it answers 200; fail early if `processes` died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         processes.check_alive()

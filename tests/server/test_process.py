@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from morphml.cli.processes import free_port
+from morphml.cli.processes import free_port, wait_ready
 from tests.server.support import spec, worker_body
 
 pytestmark = pytest.mark.slow
@@ -54,19 +54,10 @@ class Server:
         self.process = subprocess.Popen(
             [*_command(), *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
-        self._wait_ready()
+        wait_ready(self.url, self)
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "server exited during start"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server did not become ready")
+    def check_alive(self) -> None:
+        assert self.process.poll() is None, "server exited during start"
 
     def kill(self) -> None:
         self.process.kill()
