@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,20 @@ class Bench:
             yield url
 
     def ours(self, kind: str, workers: int, eval_seconds: float = 0.0) -> None:
+        section = "paced" if eval_seconds else "throughput"
+        row = self._cycles(section, kind, workers, eval_seconds=eval_seconds)
+        self._record({**row, "eval_seconds": eval_seconds})
+
+    def _cycles(
+        self,
+        section: str,
+        kind: str,
+        workers: int,
+        prepare: Callable[[str, int], None] | None = None,
+        eval_seconds: float = 0.0,
+    ) -> Row:
+        """Workers cycling against a fresh server and database: the row for `section`.
+        `prepare(database_url, experiment_id)` runs once the experiment exists."""
         self._probe()
         with self.database(kind) as url, running_server(url, self.scratch / "server.log") as server:
             stats, cpu = asyncio.run(
@@ -134,13 +149,12 @@ class Bench:
                     warmup=self.plan.warmup,
                     seconds=self.plan.seconds,
                     cpu=server.cpu_seconds,
+                    prepare=None if prepare is None else functools.partial(prepare, url),
                     eval_seconds=eval_seconds,
                 )
             )
             peak = server.peak_rss_mb()
-        section = "paced" if eval_seconds else "throughput"
-        row = _cycle_row(section, kind, workers, stats, cpu, self.plan.seconds, peak)
-        self._record({**row, "eval_seconds": eval_seconds})
+        return _cycle_row(section, kind, workers, stats, cpu, self.plan.seconds, peak)
 
     def optuna(self, kind: str, storage: str, processes: int) -> None:
         self._probe()
@@ -166,30 +180,12 @@ class Bench:
         self._record({**row, "n": clients, "rate": rate})
 
     def scale(self, kind: str, size: int, same_experiment: bool) -> None:
-        self._probe()
-        workers = self.plan.scale_workers
-        with self.database(kind) as url, running_server(url, self.scratch / "server.log") as server:
-
-            def prepare(experiment_id: int) -> None:
-                insert_history(
-                    url,
-                    bench_experiment_id=experiment_id,
-                    count=size,
-                    same_experiment=same_experiment,
-                )
-
-            stats, cpu = asyncio.run(
-                run_cycles(
-                    server.url,
-                    workers=workers,
-                    warmup=self.plan.warmup,
-                    seconds=self.plan.seconds,
-                    cpu=server.cpu_seconds,
-                    prepare=prepare,
-                )
+        def prepare(url: str, experiment_id: int) -> None:
+            insert_history(
+                url, bench_experiment_id=experiment_id, count=size, same_experiment=same_experiment
             )
-            peak = server.peak_rss_mb()
-        row = _cycle_row("scale", kind, workers, stats, cpu, self.plan.seconds, peak)
+
+        row = self._cycles("scale", kind, self.plan.scale_workers, prepare=prepare)
         row.update(history=size, where="same" if same_experiment else "other")
         self._record(row)
 
