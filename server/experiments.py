@@ -30,7 +30,7 @@ from server.schemas import (
     TaskPublic,
     TasksPublic,
 )
-from server.statements import Row
+from server.statements import IN_FLIGHT, Row
 from server.wakeup import announce_tasks
 
 
@@ -149,9 +149,7 @@ def _resume(session: Session, experiment: Experiment) -> None:
 
 def _cancel(session: Session, experiment: Experiment) -> None:
     _require_status(experiment, (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED), "cancel")
-    cancel_tasks(
-        session, experiment, (TaskState.PENDING, TaskState.RUNNING), reason="experiment cancelled"
-    )
+    cancel_tasks(session, experiment, IN_FLIGHT, reason="experiment cancelled")
     experiment.status = ExperimentStatus.CANCELLED
     experiment.finished_at = session.execute(sa.select(db_now())).scalar_one()
 

@@ -29,11 +29,12 @@ from morphml.optimizers import (
 from morphml.space import space_from_dict
 from server.db import db_now, transaction
 from server.errors import InvalidSpecError, NotFoundError
-from server.models import TASK, EventKind, Experiment, ExperimentStatus, Task, TaskEvent, TaskState
+from server.models import TASK, EventKind, Experiment, ExperimentStatus, Task, TaskState
 from server.schemas import ExperimentCreate
 from server.statements import (
     ADD_EVENT,
     COUNT_IN_FLIGHT,
+    IN_FLIGHT,
     INSERT_TASK,
     KNOWN_KEYS,
     Row,
@@ -42,7 +43,6 @@ from server.statements import (
 from server.wakeup import announce_tasks
 
 log = logging.getLogger("morphml.server")
-IN_FLIGHT = (TaskState.PENDING, TaskState.RUNNING)
 # Experiments whose optimizer is still told outcomes (a paused one resumes with them).
 TELLING = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
 # An optimizer may propose architectures already trained; ask again a few times before
@@ -85,17 +85,22 @@ UNLESS_REFILLING = defer(Experiment.optimizer_state)  # type: ignore[arg-type]
 
 def lock_experiment(session: Session, experiment_id: int) -> Experiment:
     """The experiment row, locked until commit (SQLite: BEGIN IMMEDIATE already serialises)."""
-    # FOR NO KEY UPDATE: claims insert events whose foreign key takes KEY SHARE on this row;
-    # a plain FOR UPDATE would make every claim wait for a completion of the same experiment.
-    experiment = session.get(
-        Experiment,
-        experiment_id,
-        with_for_update={"key_share": True},
-        options=[UNLESS_REFILLING],
-    )
+    experiment = _locked(session, experiment_id, skip_locked=False)
     if experiment is None:
         raise NotFoundError(f"experiment {experiment_id} not found")
     return experiment
+
+
+def _locked(session: Session, experiment_id: int, *, skip_locked: bool) -> Experiment | None:
+    """The experiment, locked; None if missing or, with `skip_locked`, held by another unit."""
+    # FOR NO KEY UPDATE: claims insert events whose foreign key takes KEY SHARE on this row;
+    # a plain FOR UPDATE would make every claim wait for a completion of the same experiment.
+    return session.get(
+        Experiment,
+        experiment_id,
+        with_for_update={"key_share": True, "skip_locked": skip_locked},
+        options=[UNLESS_REFILLING],
+    )
 
 
 def insert_experiment(
@@ -170,12 +175,7 @@ def refill(engine: Engine, experiment_id: int, *, unless_busy: bool = False) -> 
     outcomes it did not see stay queued for the next one) instead of queueing behind it.
     """
     with transaction(engine) as session:
-        experiment = session.get(
-            Experiment,
-            experiment_id,
-            with_for_update={"key_share": True, "skip_locked": unless_busy},
-            options=[UNLESS_REFILLING],
-        )
+        experiment = _locked(session, experiment_id, skip_locked=unless_busy)
         if experiment is not None:
             feed_locked(session, experiment)
 
@@ -187,8 +187,7 @@ def refill_due(connection: Connection, locked: Row) -> bool:
         return False
     if _past(locked.max_seconds, locked.started_at, locked.now):
         return True
-    count = connection.execute(COUNT_IN_FLIGHT, {"experiment_id": locked.experiment_id})
-    in_flight = int(count.scalar_one())
+    in_flight = _count_in_flight(connection, locked.experiment_id)
     left = None if locked.max_evaluations is None else locked.max_evaluations - locked.tasks_created
     return in_flight == 0 or _room(locked.parallelism, left, in_flight) > 0
 
@@ -326,28 +325,23 @@ def add_event(
     session: Session,
     *,
     task_id: int,
-    experiment_id: int | None,
+    experiment_id: int,
     kind: EventKind,
     attempt: int = 1,
     worker_id: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Append one TaskEvent (the table is never updated)."""
-    session.execute(
-        sa.insert(TaskEvent).values(
-            task_id=task_id,
-            experiment_id=experiment_id,
-            kind=kind,
-            attempt=attempt,
-            worker_id=worker_id,
-            detail=detail or {},
-            created_at=db_now(),
-        )
+    params = event_params(
+        task_id, experiment_id, kind, attempt=attempt, worker_id=worker_id, detail=detail
     )
+    session.execute(ADD_EVENT, params)  # the session's execute: it flushes pending ORM changes
 
 
-def _count_in_flight(session: Session, experiment_id: int | None) -> int:
-    count = session.connection().execute(COUNT_IN_FLIGHT, {"experiment_id": experiment_id})
+def _count_in_flight(db: Session | Connection, experiment_id: int | None) -> int:
+    """Pending + running. Given a session, its execute flushes the unit's ORM changes first (a
+    task just finished through the ORM must not count as running)."""
+    count = db.execute(COUNT_IN_FLIGHT, {"experiment_id": experiment_id})
     return int(count.scalar_one())
 
 
@@ -373,6 +367,7 @@ def cancel_tasks(
     session: Session, experiment: Experiment, states: tuple[TaskState, ...], *, reason: str
 ) -> int:
     """Cancel the experiment's tasks in `states` (their lease tokens then read `stop`)."""
+    assert experiment.id is not None
     rows = session.execute(
         sa.update(Task)
         .where(TASK.experiment_id == experiment.id, TASK.state.in_(states))
