@@ -1,20 +1,31 @@
 """`Client(url, token)`: a typed httpx client for the MorphML REST API (admin side).
 
-Every method maps to one endpoint; list methods follow the pages for you. Errors raise
-`APIError` carrying the HTTP status and the server's reason (its `detail`).
+Every method maps to one endpoint; list methods follow the pages for you. Answers are parsed
+into the wire models of `morphml.wire`. Errors raise `APIError` carrying the HTTP status and the
+server's reason (its `detail`); an answer that does not match the contract raises one too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ValidationError
 
 from morphml.errors import MorphMLError
 from morphml.space.base import Space
+from morphml.wire import (
+    BestPublic,
+    ExperimentCreate,
+    ExperimentPublic,
+    ExperimentsPublic,
+    ParetoPublic,
+    TaskPublic,
+    TasksPublic,
+    WorkerPublic,
+    WorkersPublic,
+)
 
 PAGE_SIZE = 200
 
@@ -28,70 +39,14 @@ class APIError(MorphMLError):
         self.detail = detail
 
 
-class _Public(BaseModel):
-    # Unknown fields are kept: a newer server may add some.
-    model_config = ConfigDict(extra="allow")
-
-
-class Best(_Public):
-    task_id: int
-    metrics: dict[str, float]
-    value: float
-    candidate: dict[str, Any]
-
-
-class Experiment(_Public):
-    id: int
-    name: str
-    status: str
-    spec: dict[str, Any]
-    counts: dict[str, int]
-    best: Best | None = None
-    error: str | None = None
-    created_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    @property
-    def max_evaluations(self) -> int | None:
-        budget = self.spec.get("budget") or {}
-        value = budget.get("max_evaluations")
-        return int(value) if value is not None else None
-
-    @property
-    def done(self) -> int:
-        """Tasks that reached a final state."""
-        return sum(self.counts.get(s, 0) for s in ("completed", "failed", "pruned", "cancelled"))
-
-
-class Task(_Public):
-    id: int
-    experiment_id: int
-    state: str
-    candidate: dict[str, Any]
-    attempt: int
-    metrics: dict[str, float] | None = None
-    intermediate: dict[str, Any] | None = None
-    error: str | None = None
-    worker_id: int | None = None
-    created_at: datetime | None = None
-    claimed_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-class Worker(_Public):
-    id: int
-    name: str
-    host: str
-    status: str
-    labels: dict[str, str] = {}
-    resources: dict[str, Any] = {}
-    last_seen_at: datetime | None = None
-    current_tasks: list[int] = []
-
-
-class Pareto(_Public):
-    objectives: list[dict[str, str]]
-    data: list[Task]
+# The answers are the wire models themselves; these names are what callers of the client use.
+Best = BestPublic
+Experiment = ExperimentPublic
+Task = TaskPublic
+Worker = WorkerPublic
+Pareto = ParetoPublic
+Model = TypeVar("Model", bound=BaseModel)
+Page = TypeVar("Page", ExperimentsPublic, TasksPublic, WorkersPublic)
 
 
 class Client:
@@ -125,37 +80,58 @@ class Client:
             raise APIError(f"cannot reach the server at {self.http.base_url}: {exc}") from None
         if response.status_code >= 400:
             raise _api_error(response)
-        return response.json() if response.content else None
+        try:
+            return response.json() if response.content else None
+        except ValueError:
+            raise APIError(
+                f"{method} {path}: the answer is not JSON", response.status_code
+            ) from None
 
-    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _get(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        """The answer of one call, checked against its wire model."""
+        data = self._request(method, path, **kwargs)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise APIError(
+                f"{method} {path}: unexpected answer ({_first_problem(exc)}); "
+                "is the server a different MorphML version?"
+            ) from None
+
+    def _pages(self, page: type[Page], path: str, params: dict[str, Any]) -> Iterator[Page]:
         offset = 0
         while True:
-            page = self._request(
-                "GET", path, params={**params, "offset": offset, "limit": PAGE_SIZE}
-            )
-            yield from page["data"]
-            offset += len(page["data"])
-            if not page["data"] or offset >= page["count"]:
+            params = {**params, "offset": offset, "limit": PAGE_SIZE}
+            answer = self._get(page, "GET", path, params=params)
+            yield answer
+            offset += len(answer.data)
+            if not answer.data or offset >= answer.count:
                 return
 
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/healthz")
         return result
 
-    def create_experiment(self, spec: dict[str, Any]) -> Experiment:
-        """Submit a spec (DESIGN.md); `search_space` may be a `Space` object or its dict."""
-        body = dict(spec)
+    def create_experiment(self, spec: dict[str, Any] | ExperimentCreate) -> Experiment:
+        """Submit a spec (DESIGN.md); `search_space` may be a `Space` object or its dict.
+
+        A dict goes to the server as it is, so the server's own 422 says what is wrong with it.
+        """
+        if isinstance(spec, ExperimentCreate):
+            body = spec.model_dump(mode="json", exclude_unset=True)
+        else:
+            body = dict(spec)
         if isinstance(body.get("search_space"), Space):
             body["search_space"] = body["search_space"].to_dict()
-        return Experiment.model_validate(self._request("POST", "/v1/experiments", json=body))
+        return self._get(Experiment, "POST", "/v1/experiments", json=body)
 
     def experiments(self, status: str | None = None) -> list[Experiment]:
         params = {"status": status} if status else {}
-        return [Experiment.model_validate(e) for e in self._pages("/v1/experiments", params)]
+        pages = self._pages(ExperimentsPublic, "/v1/experiments", params)
+        return [experiment for page in pages for experiment in page.data]
 
     def experiment(self, experiment_id: int) -> Experiment:
-        data = self._request("GET", f"/v1/experiments/{experiment_id}")
-        return Experiment.model_validate(data)
+        return self._get(Experiment, "GET", f"/v1/experiments/{int(experiment_id)}")
 
     def pause(self, experiment_id: int) -> Experiment:
         return self._lifecycle(experiment_id, "pause")
@@ -167,23 +143,23 @@ class Client:
         return self._lifecycle(experiment_id, "cancel")
 
     def _lifecycle(self, experiment_id: int, action: str) -> Experiment:
-        data = self._request("POST", f"/v1/experiments/{experiment_id}/{action}")
-        return Experiment.model_validate(data)
+        return self._get(Experiment, "POST", f"/v1/experiments/{int(experiment_id)}/{action}")
 
     def tasks(self, experiment_id: int, state: str | None = None) -> list[Task]:
         params = {"state": state} if state else {}
-        path = f"/v1/experiments/{experiment_id}/tasks"
-        return [Task.model_validate(t) for t in self._pages(path, params)]
+        path = f"/v1/experiments/{int(experiment_id)}/tasks"
+        return [task for page in self._pages(TasksPublic, path, params) for task in page.data]
 
     def best(self, experiment_id: int) -> Task:
-        return Task.model_validate(self._request("GET", f"/v1/experiments/{experiment_id}/best"))
+        return self._get(Task, "GET", f"/v1/experiments/{int(experiment_id)}/best")
 
     def pareto(self, experiment_id: int) -> Pareto:
-        data = self._request("GET", f"/v1/experiments/{experiment_id}/pareto")
-        return Pareto.model_validate(data)
+        return self._get(Pareto, "GET", f"/v1/experiments/{int(experiment_id)}/pareto")
 
     def workers(self) -> list[Worker]:
-        return [Worker.model_validate(w) for w in self._pages("/v1/workers", {})]
+        return [
+            worker for page in self._pages(WorkersPublic, "/v1/workers", {}) for worker in page.data
+        ]
 
 
 def _api_error(response: httpx.Response) -> APIError:
@@ -208,3 +184,9 @@ def _format_detail(detail: Any) -> str:
                 parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg")))
         return "; ".join(parts)
     return str(detail)
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"

@@ -1,232 +1,79 @@
-"""Request and response bodies of the REST API (pydantic); field names are the wire contract."""
+"""The REST contract as the server declares it: a re-export of `morphml.wire`.
 
-from __future__ import annotations
+The models live in the core library so that the admin client and the worker agent validate
+against exactly what the server declares, without importing the server.
+"""
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from morphml.wire import (
+    BestPublic,
+    BudgetSpec,
+    ClaimedTask,
+    ClaimRequest,
+    CompleteRequest,
+    EvaluatorPublic,
+    EvaluatorSpec,
+    ExperimentCreate,
+    ExperimentPublic,
+    ExperimentsPublic,
+    FailRequest,
+    Finite,
+    FreeResources,
+    GpuInfo,
+    HeartbeatAnswer,
+    HeartbeatRequest,
+    Labels,
+    LongText,
+    Metrics,
+    Name,
+    ObjectiveSpec,
+    OptimizerSpec,
+    ParetoPublic,
+    PrunerSpec,
+    ResourceNeeds,
+    SmallInt,
+    Strict,
+    TaskPublic,
+    TasksPublic,
+    Text,
+    WorkerCreate,
+    WorkerPublic,
+    WorkerResources,
+    WorkersPublic,
+)
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
-# Postgres text cannot hold NUL, so it is refused here rather than failing at the database.
-Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
-LongText = Annotated[str, StringConstraints(max_length=20_000, pattern=r"^[^\x00]*$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Metrics = dict[Text, Finite]
-Labels = dict[Text, Text]
-SmallInt = Annotated[int, Field(ge=0, le=1_000_000_000)]
-
-
-class Strict(BaseModel):
-    """Unknown fields are a 422, so a typo in a spec never goes unnoticed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class OptimizerSpec(Strict):
-    name: Name = "default"
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class ObjectiveSpec(Strict):
-    metric: Name
-    direction: Literal["maximize", "minimize"] = "maximize"
-
-
-class EvaluatorSpec(Strict):
-    kind: Name
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class BudgetSpec(Strict):
-    max_evaluations: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
-    max_seconds: Annotated[float, Field(gt=0, le=10 * 365 * 86400)] | None = None
-
-
-class ResourceNeeds(Strict):
-    gpus: Annotated[int, Field(ge=0, le=1024)] = 0
-    gpu_memory_mb: SmallInt = 0
-    labels: Labels = Field(default_factory=dict)
-
-
-class PrunerSpec(Strict):
-    name: Name
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-def _default_objectives() -> list[ObjectiveSpec]:
-    return [ObjectiveSpec(metric="val_accuracy")]
-
-
-class ExperimentCreate(Strict):
-    """The experiment spec (DESIGN.md "The experiment spec, by example"), plus pruner and seed."""
-
-    name: Name
-    search_space: dict[str, Any]
-    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    objectives: list[ObjectiveSpec] = Field(
-        default_factory=_default_objectives, min_length=1, max_length=16
-    )
-    evaluator: EvaluatorSpec
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    parallelism: Annotated[int, Field(ge=1, le=100_000)] = 4
-    lease_seconds: Annotated[float, Field(ge=1, le=86_400)] = 60
-    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
-    priority: Annotated[int, Field(ge=-1_000_000, le=1_000_000)] = 0
-    resources: ResourceNeeds = Field(default_factory=ResourceNeeds)
-    pruner: PrunerSpec | None = None
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
-
-
-class BestPublic(BaseModel):
-    task_id: int
-    metrics: dict[str, float]
-    value: float
-    candidate: dict[str, Any]
-
-
-class ExperimentPublic(BaseModel):
-    id: int
-    name: str
-    status: str
-    priority: int
-    parallelism: int
-    lease_seconds: float
-    max_attempts: int
-    budget: BudgetSpec
-    spec: dict[str, Any]
-    tasks_created: int
-    counts: dict[str, int]
-    best: BestPublic | None
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class ExperimentsPublic(BaseModel):
-    data: list[ExperimentPublic]
-    count: int
-
-
-class TaskPublic(BaseModel):
-    id: int
-    experiment_id: int
-    state: str
-    candidate: dict[str, Any]
-    candidate_key: str
-    budget: float | None
-    attempt: int
-    max_attempts: int
-    worker_id: int | None
-    progress: float | None
-    step: int | None
-    metrics: dict[str, float] | None
-    intermediate: dict[str, Any]
-    error: str | None
-    lease_expires_at: datetime | None
-    created_at: datetime
-    claimed_at: datetime | None
-    finished_at: datetime | None
-
-
-class TasksPublic(BaseModel):
-    data: list[TaskPublic]
-    count: int
-
-
-class ParetoPublic(BaseModel):
-    objectives: list[ObjectiveSpec]
-    data: list[TaskPublic]
-
-
-class GpuInfo(BaseModel):
-    index: Annotated[int, Field(ge=0, le=1024)]
-    name: Text = ""
-    memory_mb: SmallInt = 0
-
-
-class WorkerResources(BaseModel):
-    cpus: Annotated[int, Field(ge=0, le=1_000_000)] = 0
-    memory_mb: SmallInt = 0
-    gpus: list[GpuInfo] = Field(default_factory=list, max_length=1024)
-
-
-class WorkerCreate(BaseModel):
-    name: Name
-    host: Text = ""
-    resources: WorkerResources = Field(default_factory=WorkerResources)
-    labels: Labels = Field(default_factory=dict)
-
-
-class WorkerPublic(BaseModel):
-    id: int
-    name: str
-    host: str
-    resources: dict[str, Any]
-    labels: dict[str, str]
-    status: str
-    created_at: datetime
-    last_seen_at: datetime
-    current_tasks: list[int]
-
-
-class WorkersPublic(BaseModel):
-    data: list[WorkerPublic]
-    count: int
-
-
-class FreeResources(BaseModel):
-    gpus: Annotated[int, Field(ge=0, le=1024)] = 0
-    gpu_memory_mb: SmallInt = 0
-
-
-class ClaimRequest(BaseModel):
-    worker_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
-    wait_seconds: Annotated[float, Field(ge=0, le=60)] = 30
-    free: FreeResources | None = None
-    labels: Labels | None = None
-
-
-class EvaluatorPublic(BaseModel):
-    kind: str
-    params: dict[str, Any]
-
-
-class ClaimedTask(BaseModel):
-    """What a worker gets from a claim: everything it needs to run the task and keep the lease."""
-
-    id: int
-    experiment_id: int
-    candidate: dict[str, Any]
-    evaluator: EvaluatorPublic
-    objectives: list[ObjectiveSpec]
-    budget: float | None
-    attempt: int
-    lease_token: str
-    lease_expires_at: datetime
-    lease_seconds: float
-
-
-class HeartbeatRequest(BaseModel):
-    lease_token: Text
-    progress: Finite | None = None
-    step: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
-    metrics: Metrics | None = None
-
-
-class HeartbeatAnswer(BaseModel):
-    action: Literal["continue", "stop"]
-    reason: str | None
-    lease_expires_at: datetime | None
-
-
-class CompleteRequest(BaseModel):
-    lease_token: Text
-    metrics: Metrics
-
-
-class FailRequest(BaseModel):
-    lease_token: Text
-    error: LongText = ""
-    retryable: bool = True
+__all__ = [
+    "BestPublic",
+    "BudgetSpec",
+    "ClaimRequest",
+    "ClaimedTask",
+    "CompleteRequest",
+    "EvaluatorPublic",
+    "EvaluatorSpec",
+    "ExperimentCreate",
+    "ExperimentPublic",
+    "ExperimentsPublic",
+    "FailRequest",
+    "Finite",
+    "FreeResources",
+    "GpuInfo",
+    "HeartbeatAnswer",
+    "HeartbeatRequest",
+    "Labels",
+    "LongText",
+    "Metrics",
+    "Name",
+    "ObjectiveSpec",
+    "OptimizerSpec",
+    "ParetoPublic",
+    "PrunerSpec",
+    "ResourceNeeds",
+    "SmallInt",
+    "Strict",
+    "TaskPublic",
+    "TasksPublic",
+    "Text",
+    "WorkerCreate",
+    "WorkerPublic",
+    "WorkerResources",
+    "WorkersPublic",
+]
