@@ -11,8 +11,18 @@ from morphml.architecture import Architecture
 from morphml.errors import MorphMLError
 
 # Given architecture hashes, the subset that the caller already holds (the server: as tasks of
-# this experiment). Candidates without a budget have the key f"{hash}@None".
+# this experiment, found by `candidate_key(hash, None)`).
 KnownHashes = Callable[[Collection[str]], set[str]]
+
+
+def candidate_key(arch_hash: str, budget: float | None) -> str:
+    """A candidate's identity within one run: `"<arch_hash>@<budget>"`, e.g. `"3f2a...@None"`.
+
+    The server stores it with each task (unique per experiment) to refuse duplicates and to tell
+    optimizers which architectures it holds, so its spelling must never change: keys already in a
+    database would no longer match. `str(budget)` is kept as is (2.0 and 2 differ) for that reason.
+    """
+    return f"{arch_hash}@{budget}"
 
 
 class OptimizerError(MorphMLError):
@@ -63,7 +73,7 @@ class Candidate:
     @property
     def key(self) -> str:
         """Identity within one optimizer run: architecture hash and budget."""
-        return f"{self.architecture.hash}@{self.budget}"
+        return candidate_key(self.architecture.hash, self.budget)
 
     def to_dict(self) -> dict[str, Any]:
         return {
