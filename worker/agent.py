@@ -79,7 +79,7 @@ class Agent:
         gpus: list[Gpu],
         start_evaluation: StartEvaluation = start_child,
         backoff: Backoff | None = None,
-        free_memory: Callable[[Gpu], int] = free_gpu_memory_mb,
+        free_memory: Callable[[Gpu], int | None] = free_gpu_memory_mb,
         poll_interval: float = 0.2,
         min_heartbeat_gap: float = 1.0,
     ) -> None:
@@ -199,11 +199,10 @@ class Agent:
             self.stopping.wait(self.idle_pause)
 
     def _claim(self, slot: Slot) -> dict[str, Any] | None:
-        free_gpu_mb = self.free_memory(slot.gpu) if slot.gpu else 0
         body = {
             "worker_id": self.worker_id,
             "wait_seconds": self.settings.poll_seconds,
-            "free": {"gpus": 1 if slot.gpu else 0, "gpu_memory_mb": free_gpu_mb},
+            "free": self._free(slot),
             "labels": self.settings.labels,
         }
         try:
@@ -222,6 +221,13 @@ class Agent:
             log.error("%s: claim refused: %s", slot, exc)
             self.stopping.wait(self.api.backoff.cap)
             return None
+
+    def _free(self, slot: Slot) -> dict[str, int]:
+        """What the slot offers now; a GPU whose memory cannot be read offers nothing."""
+        free_mb = self.free_memory(slot.gpu) if slot.gpu else None
+        if free_mb is None:
+            return {"gpus": 0, "gpu_memory_mb": 0}
+        return {"gpus": 1, "gpu_memory_mb": free_mb}
 
     def _run_task(self, slot: Slot, task: dict[str, Any]) -> None:
         started = time.monotonic()

@@ -95,19 +95,57 @@ def _torch_gpus() -> list[Gpu]:
     return gpus
 
 
-def free_gpu_memory_mb(gpu: Gpu) -> int:
-    """Free memory on `gpu` now (NVML), else its total: other tenants may hold part of it."""
+class NvmlUnavailable(Exception):
+    """NVML cannot be loaded or initialised here (not installed, no NVIDIA driver, ROCm)."""
+
+
+class FreeGpuMemory:
+    """Free memory of a GPU now, in MiB, as NVML reads it; callable as `free(gpu)`.
+
+    Without NVML on the machine (its GPUs were found by torch) nothing can be measured, and the
+    GPU's total is the best guess, as at registration. When NVML is there but cannot read the GPU
+    (a driver error, a GPU fallen off the bus) the answer is None: unknown, to be treated as busy.
+    Reporting it as free would hand it tasks that then fail one after another. The warning comes
+    once per GPU until it reads again, not at every claim.
+    """
+
+    def __init__(self) -> None:
+        self._unreadable: set[int] = set()
+
+    def __call__(self, gpu: Gpu) -> int | None:
+        try:
+            free = _nvml_free_mb(gpu.index)
+        except NvmlUnavailable:
+            return gpu.memory_mb
+        except Exception as exc:  # any NVMLError, or whatever a broken driver raises
+            if gpu.index not in self._unreadable:
+                self._unreadable.add(gpu.index)
+                log.warning(
+                    "gpu %d: cannot read its free memory (%s); treating it as busy", gpu.index, exc
+                )
+            return None
+        if gpu.index in self._unreadable:
+            self._unreadable.discard(gpu.index)
+            log.info("gpu %d: free memory readable again (%d MiB)", gpu.index, free)
+        return free
+
+
+def _nvml_free_mb(index: int) -> int:
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(gpu.index)
-            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).free) // 2**20
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return gpu.memory_mb
+    except Exception as exc:
+        raise NvmlUnavailable(str(exc)) from exc
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).free) // 2**20
+    finally:
+        pynvml.nvmlShutdown()
+
+
+# What the agent asks before each claim on a GPU slot.
+free_gpu_memory_mb = FreeGpuMemory()
 
 
 def select_gpus(

@@ -16,6 +16,7 @@ import httpx
 from worker.agent import Agent
 from worker.config import WorkerSettings
 from worker.http import Backoff
+from worker.resources import Gpu
 from worker.runner import Outcome
 
 Reply = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
@@ -116,6 +117,9 @@ def make_agent(
     server: FakeServer,
     work_dir: Path,
     evaluations: list[FakeEvaluation] | None = None,
+    *,
+    gpus: list[Gpu] | None = None,
+    free_memory: Callable[[Gpu], int | None] = lambda gpu: gpu.memory_mb,
     **settings: Any,
 ) -> Agent:
     """An agent on `server` whose children are the given fakes (a default one when they run out)."""
@@ -134,8 +138,9 @@ def make_agent(
         client,
         config,
         resources=resources,
-        gpus=[],
+        gpus=gpus or [],
         start_evaluation=start,
+        free_memory=free_memory,
         backoff=Backoff(base=0.01, cap=0.05),
         poll_interval=0.01,
         min_heartbeat_gap=0.05,

@@ -33,6 +33,22 @@ def test_a_finished_evaluation_is_completed_with_its_metrics(tmp_path: Path) -> 
     assert claim["worker_id"] == 1 and claim["free"] == {"gpus": 0, "gpu_memory_mb": 0}
 
 
+def test_a_gpu_slot_offers_its_free_memory_or_nothing_when_unreadable(tmp_path: Path) -> None:
+    readings: list[int | None] = [9_000, None]
+    server = FakeServer()
+    agent = make_agent(
+        server,
+        tmp_path,
+        gpus=[Gpu(0, "A", 80_000)],
+        free_memory=lambda gpu: readings.pop(0) if readings else None,
+    )
+    run = AgentThread(agent)
+    wait_for(lambda: len(server.bodies("/v1/tasks/claim")) >= 2)
+    run.stop()
+    offered = [body["free"] for body in server.bodies("/v1/tasks/claim")[:2]]
+    assert offered == [{"gpus": 1, "gpu_memory_mb": 9_000}, {"gpus": 0, "gpu_memory_mb": 0}]
+
+
 def test_a_crashed_evaluation_fails_with_its_reason_and_retry_flag(tmp_path: Path) -> None:
     crash = FakeEvaluation(outcome=Outcome(error="killed by SIGKILL\x00", retryable=True))
     bad = FakeEvaluation(outcome=Outcome(error="EvaluatorError: not allowed", retryable=False))

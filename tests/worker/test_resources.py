@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from worker import resources
-from worker.resources import Gpu, ResourceError, discover_gpus, free_gpu_memory_mb, select_gpus
+from worker.resources import (
+    FreeGpuMemory,
+    Gpu,
+    ResourceError,
+    discover_gpus,
+    free_gpu_memory_mb,
+    select_gpus,
+)
 
 
 def fake_nvml(names: list[str], total_mb: int = 81_559, free_mb: int = 80_000) -> types.ModuleType:
@@ -49,6 +56,27 @@ def test_nvml_lists_gpus_with_name_and_memory(monkeypatch: pytest.MonkeyPatch) -
     assert discover_gpus() == [Gpu(0, "NVIDIA H200", 81_559), Gpu(1, "NVIDIA H200", 81_559)]
     assert nvml.calls == {"init": 1, "shutdown": 1}  # type: ignore[attr-defined]
     assert free_gpu_memory_mb(Gpu(0, "NVIDIA H200", 81_559)) == 80_000
+
+
+def test_a_gpu_nvml_cannot_read_is_busy_not_free(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    nvml = fake_nvml(["NVIDIA H200"], free_mb=60_000)
+    working = nvml.nvmlDeviceGetMemoryInfo  # type: ignore[attr-defined]
+
+    def lost(handle: int) -> Any:
+        raise RuntimeError("GPU is lost")
+
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setattr(nvml, "nvmlDeviceGetMemoryInfo", lost)
+    free = FreeGpuMemory()
+    gpu = Gpu(0, "NVIDIA H200", 81_559)
+    assert free(gpu) is None and free(gpu) is None
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "GPU is lost" in warnings[0].getMessage()
+    assert nvml.calls == {"init": 2, "shutdown": 2}  # type: ignore[attr-defined]
+    monkeypatch.setattr(nvml, "nvmlDeviceGetMemoryInfo", working)
+    assert free(gpu) == 60_000
 
 
 def test_torch_cuda_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
