@@ -18,6 +18,7 @@ from tests.worker.fakes import (
 from worker.agent import plan_slots
 from worker.resources import Gpu
 from worker.runner import Outcome
+from worker.task_run import child_env
 
 
 def test_a_finished_evaluation_is_completed_with_its_metrics(tmp_path: Path) -> None:
@@ -238,8 +239,8 @@ def test_the_child_gets_its_gpu_threads_and_allow_list_but_not_the_token(
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
     monkeypatch.setenv("MORPHML_WORKER_TOKEN", "secret")
     agent = make_agent(FakeServer(), tmp_path, allow=["mypkg"])
-    env = agent._child_env(plan_slots([Gpu(2, "A", 1)], 8, None)[0])
+    env = child_env(plan_slots([Gpu(2, "A", 1)], 8, None)[0], agent.settings.allow)
     assert env["CUDA_VISIBLE_DEVICES"] == "2" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert env["MORPHML_TORCH_THREADS"] == "8" and env["MORPHML_ALLOW"] == "mypkg"
     assert "MORPHML_WORKER_TOKEN" not in env
-    assert agent._child_env(plan_slots([], 2, 2)[0])["CUDA_VISIBLE_DEVICES"] == ""
+    assert child_env(plan_slots([], 2, 2)[0], [])["CUDA_VISIBLE_DEVICES"] == ""
