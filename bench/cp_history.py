@@ -39,7 +39,6 @@ def _task_rows(experiment_id: int, start: int, stop: int) -> list[dict[str, Any]
             "candidate_key": f"{_fake_hash(i)}@None",
             "attempt": 1,
             "max_attempts": 3,
-            "intermediate": {},
             "metrics": {"val_accuracy": (i % 997) / 997},
             "score": (i % 997) / 997,
             "created_at": finished - timedelta(seconds=2),

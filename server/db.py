@@ -1,10 +1,11 @@
 """Engines, database time and the one-transaction-per-unit-of-work context manager.
 
-SQLite runs in WAL mode with a busy timeout, and every transaction starts with BEGIN IMMEDIATE:
-it takes the write lock up front, so a read-then-write unit (a claim) can never be upgraded into
-a "database is locked" failure halfway through. Writers of one process queue on a lock before
-BEGIN IMMEDIATE instead of spinning in SQLite's busy handler (sleep-and-retry burns CPU and
-serves waiters in no particular order).
+SQLite runs in WAL mode with a busy timeout, and every writing transaction starts with BEGIN
+IMMEDIATE: it takes the write lock up front, so a read-then-write unit (a claim) can never be
+upgraded into a "database is locked" failure halfway through. Writers of one process queue on a
+lock before BEGIN IMMEDIATE instead of spinning in SQLite's busy handler (sleep-and-retry burns
+CPU and serves waiters in no particular order). Read-only units (`read`, `read_session`) take
+neither: under WAL a reader sees a consistent snapshot and never blocks a writer.
 """
 
 from __future__ import annotations
@@ -123,7 +124,12 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+# Execution option that marks a read-only unit (SQLite: a deferred BEGIN, no write lock).
+_READ_ONLY = "morphml_read_only"
 
 
 _SQLITE_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = (
@@ -165,19 +171,26 @@ def unit(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """`unit` for ORM code: a session joined to the unit's connection, flushed at the end."""
-    with unit(engine) as connection, joined_session(connection) as session:
-        yield session
+def read(engine: Engine) -> Iterator[Connection]:
+    """A read-only unit, rolled back at the end, that sees one snapshot: a view's counts and its
+    rows agree (Postgres: REPEATABLE READ, which never fails a read-only transaction). On SQLite
+    neither this process's write lock nor BEGIN IMMEDIATE, so listings and the /metrics scrape
+    never wait for writers."""
+    with engine.connect() as connection:
+        connection.execution_options(**{_READ_ONLY: True})
+        if is_postgres(engine):
+            connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin() as outer:
+            yield connection
+            outer.rollback()
 
 
 @contextmanager
-def joined_session(connection: Connection) -> Iterator[Session]:
-    """An ORM session inside the unit's transaction; its changes are flushed (not committed:
-    the unit commits) when the block ends without error."""
-    session = Session(bind=connection, expire_on_commit=False)
-    try:
-        yield session
-        session.flush()
-    finally:
-        session.close()
+def read_session(engine: Engine) -> Iterator[Session]:
+    """`read` for the ORM read paths (admin listings and views)."""
+    with read(engine) as connection:
+        session = Session(bind=connection, autoflush=False)
+        try:
+            yield session
+        finally:
+            session.close()

@@ -1,24 +1,17 @@
-"""Experiment services: create, read (counts, best so far), lifecycle, tasks, best, Pareto front."""
+"""Experiment services: create (validate, then the store inserts), lifecycle through the store,
+and the read views: one experiment with counts and best so far, listings, best, Pareto front."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from server.db import db_now, transaction
-from server.errors import ConflictError, NotFoundError
-from server.models import EXPERIMENT, TASK, Experiment, ExperimentStatus, Task, TaskState
-from server.orchestrator import (
-    cancel_tasks,
-    feed_locked,
-    insert_experiment,
-    lock_experiment,
-    validate_spec,
-)
-from server.pruning import validate_pruner
+from server.db import read_session
+from server.errors import NotFoundError
+from server.models import EXPERIMENT, TASK, Experiment, Task, TaskState
 from server.schemas import (
     BestPublic,
     BudgetSpec,
@@ -30,24 +23,46 @@ from server.schemas import (
     TaskPublic,
     TasksPublic,
 )
-from server.statements import IN_FLIGHT, Row
-from server.wakeup import announce_tasks
+from server.spec import validate_spec
+from server.store import experiments as store
+from server.store import intermediate
+from server.store.sql import Row
 
 
 def create_experiment(engine: Engine, *, spec: ExperimentCreate) -> ExperimentPublic:
     """Validate (422 naming the field; nothing stored), insert, and queue the first tasks."""
-    data = validate_spec(spec)
-    validate_pruner(data["pruner"], data["objectives"])
-    with transaction(engine) as session:
-        experiment = insert_experiment(session=session, spec=spec, data=data)
-        session.flush()
-        return _public(session, experiment)
+    data = spec.model_dump(mode="json")
+    validate_spec(data)
+    experiment_id = store.insert(engine, values=_columns(spec, data))
+    return get_experiment(engine, experiment_id=experiment_id)
+
+
+def _columns(spec: ExperimentCreate, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "spec": data,
+        "priority": spec.priority,
+        "parallelism": spec.parallelism,
+        "lease_seconds": spec.lease_seconds,
+        "max_attempts": spec.max_attempts,
+        "max_evaluations": spec.budget.max_evaluations,
+        "max_seconds": spec.budget.max_seconds,
+        "need_gpus": spec.resources.gpus,
+        "need_gpu_memory_mb": spec.resources.gpu_memory_mb,
+        "need_labels": spec.resources.labels,
+    }
+
+
+def change_status(engine: Engine, *, experiment_id: int, action: str) -> ExperimentPublic:
+    """pause, resume or cancel (409 from a status that does not allow it), then the new view."""
+    store.change_status(engine, experiment_id=experiment_id, action=action)
+    return get_experiment(engine, experiment_id=experiment_id)
 
 
 def list_experiments(
     engine: Engine, *, offset: int, limit: int, status: str | None
 ) -> ExperimentsPublic:
-    with transaction(engine) as session:
+    with read_session(engine) as session:
         query = sa.select(Experiment)
         if status is not None:
             query = query.where(EXPERIMENT.status == status)
@@ -59,7 +74,7 @@ def list_experiments(
 
 
 def get_experiment(engine: Engine, *, experiment_id: int) -> ExperimentPublic:
-    with transaction(engine) as session:
+    with read_session(engine) as session:
         return _public(session, _get(session, experiment_id))
 
 
@@ -72,7 +87,6 @@ def _get(session: Session, experiment_id: int) -> Experiment:
 
 def _public(session: Session, experiment: Experiment) -> ExperimentPublic:
     assert experiment.id is not None and experiment.created_at is not None
-    counts = task_counts(session, experiment.id)
     return ExperimentPublic(
         id=experiment.id,
         name=experiment.name,
@@ -86,7 +100,7 @@ def _public(session: Session, experiment: Experiment) -> ExperimentPublic:
         ),
         spec=experiment.spec,
         tasks_created=experiment.tasks_created,
-        counts=counts,
+        counts=task_counts(session, experiment.id),
         best=_best(session, experiment),
         error=experiment.error,
         created_at=experiment.created_at,
@@ -104,17 +118,28 @@ def task_counts(session: Session, experiment_id: int | None = None) -> dict[str,
     return {state.value: found.get(state.value, 0) for state in TaskState}
 
 
-def _best(session: Session, experiment: Experiment) -> BestPublic | None:
-    task = session.scalars(
+def all_task_counts(engine: Engine) -> dict[str, int]:
+    """Every experiment's tasks by state (the /metrics scrape), in a read-only unit."""
+    with read_session(engine) as session:
+        return task_counts(session)
+
+
+def _best_task(session: Session, experiment_id: int) -> Task | None:
+    return session.scalars(
         sa.select(Task)
         .where(
-            TASK.experiment_id == experiment.id,
+            TASK.experiment_id == experiment_id,
             TASK.state == TaskState.COMPLETED,
             TASK.score.is_not(None),
         )
         .order_by(TASK.score.desc(), TASK.id)
         .limit(1)
     ).first()
+
+
+def _best(session: Session, experiment: Experiment) -> BestPublic | None:
+    assert experiment.id is not None
+    task = _best_task(session, experiment.id)
     if task is None or task.score is None or task.id is None:
         return None
     objective = experiment.spec["objectives"][0]
@@ -124,78 +149,50 @@ def _best(session: Session, experiment: Experiment) -> BestPublic | None:
     )
 
 
-def change_status(engine: Engine, *, experiment_id: int, action: str) -> ExperimentPublic:
-    """pause: running -> paused; resume: paused -> running; cancel: running|paused -> cancelled."""
-    with transaction(engine) as session:
-        experiment = lock_experiment(session, experiment_id)
-        _LIFECYCLE[action](session, experiment)
-        session.flush()
-        return _public(session, experiment)
-
-
-def _pause(session: Session, experiment: Experiment) -> None:
-    _require_status(experiment, ExperimentStatus.RUNNING, "pause")
-    experiment.status = ExperimentStatus.PAUSED
-
-
-def _resume(session: Session, experiment: Experiment) -> None:
-    _require_status(experiment, ExperimentStatus.PAUSED, "resume")
-    experiment.status = ExperimentStatus.RUNNING
-    waiting = task_counts(session, experiment.id).get(TaskState.PENDING.value, 0)
-    if waiting:
-        announce_tasks(session, waiting)  # its pending tasks are claimable again
-    feed_locked(session, experiment)
-
-
-def _cancel(session: Session, experiment: Experiment) -> None:
-    _require_status(experiment, (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED), "cancel")
-    cancel_tasks(session, experiment, IN_FLIGHT, reason="experiment cancelled")
-    experiment.status = ExperimentStatus.CANCELLED
-    experiment.finished_at = session.execute(sa.select(db_now())).scalar_one()
-
-
-def _require_status(experiment: Experiment, allowed: Any, action: str) -> None:
-    allowed = allowed if isinstance(allowed, tuple) else (allowed,)
-    if experiment.status not in allowed:
-        raise ConflictError(f"cannot {action} an experiment that is {experiment.status}")
-
-
-_LIFECYCLE = {"pause": _pause, "resume": _resume, "cancel": _cancel}
-
-
 def list_tasks(
     engine: Engine, *, experiment_id: int, state: TaskState | None, offset: int, limit: int
 ) -> TasksPublic:
-    with transaction(engine) as session:
+    with read_session(engine) as session:
         _get(session, experiment_id)
         query = sa.select(Task).where(TASK.experiment_id == experiment_id)
         if state is not None:
             query = query.where(TASK.state == state)
         count = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
         rows = session.scalars(query.order_by(TASK.id).offset(offset).limit(limit)).all()
-        return TasksPublic(data=[task_public(t) for t in rows], count=count)
+        return TasksPublic(data=tasks_public(session.connection(), rows), count=count)
 
 
-def task_public(task: Task | Row) -> TaskPublic:
-    """A task row (ORM object or Core row) as the API shows it."""
-    return TaskPublic.model_validate(task, from_attributes=True)
+def tasks_public(connection: Connection, tasks: Any) -> list[TaskPublic]:
+    """Task rows (ORM objects or Core rows) as the API shows them, with their intermediate
+    metrics read in one query."""
+    tasks = list(tasks)
+    histories = intermediate.histories_of(connection, [t.id for t in tasks])
+    return [task_public(t, histories.get(t.id, {})) for t in tasks]
+
+
+def task_public(task: Task | Row, history: intermediate.History) -> TaskPublic:
+    """One task row and its intermediate metrics as the API shows them."""
+    fields = {name: getattr(task, name) for name in _TASK_FIELDS}
+    return TaskPublic.model_validate({**fields, "intermediate": intermediate.as_public(history)})
+
+
+_TASK_FIELDS = [name for name in TaskPublic.model_fields if name != "intermediate"]
 
 
 def best_task(engine: Engine, *, experiment_id: int) -> TaskPublic:
-    with transaction(engine) as session:
-        best = _best(session, _get(session, experiment_id))
-        if best is None:
+    with read_session(engine) as session:
+        _get(session, experiment_id)
+        task = _best_task(session, experiment_id)
+        if task is None:
             raise NotFoundError(
                 f"experiment {experiment_id} has no completed task with its objective yet"
             )
-        task = session.get(Task, best.task_id)
-        assert task is not None
-        return task_public(task)
+        return tasks_public(session.connection(), [task])[0]
 
 
 def pareto_front(engine: Engine, *, experiment_id: int) -> ParetoPublic:
     """Completed tasks that no other completed task dominates on every objective."""
-    with transaction(engine) as session:
+    with read_session(engine) as session:
         experiment = _get(session, experiment_id)
         objectives = [ObjectiveSpec.model_validate(o) for o in experiment.spec["objectives"]]
         tasks = session.scalars(
@@ -206,7 +203,7 @@ def pareto_front(engine: Engine, *, experiment_id: int) -> ParetoPublic:
         points = [(t, _signed_vector(t.metrics or {}, objectives)) for t in tasks]
         scored = [(t, v) for t, v in points if v is not None]
         front = [t for t, v in scored if not any(_dominates(w, v) for _, w in scored)]
-        return ParetoPublic(objectives=objectives, data=[task_public(t) for t in front])
+        return ParetoPublic(objectives=objectives, data=tasks_public(session.connection(), front))
 
 
 def _signed_vector(

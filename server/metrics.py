@@ -12,8 +12,7 @@ from sqlalchemy.engine import Engine
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.db import transaction
-from server.experiments import task_counts
+from server.experiments import all_task_counts
 
 
 class TaskStateCollector(Collector):
@@ -24,8 +23,7 @@ class TaskStateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("morphml_tasks", "Tasks by state", labels=["state"])
-        with transaction(self.engine) as session:
-            counts = task_counts(session)
+        counts = all_task_counts(self.engine)
         for state, count in counts.items():
             family.add_metric([state], count)
         yield family

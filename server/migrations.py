@@ -10,15 +10,26 @@ from sqlalchemy.engine import Engine
 
 from alembic import command
 
-# alembic/ lives at the repository root beside server/ (the package is installed editable).
-SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
 # Any constant works; it only has to be the same for every replica.
 MIGRATION_LOCK_ID = 7_343_201
 
 
+def script_location() -> Path:
+    """The Alembic scripts: server/alembic/ in a wheel (setup.py puts the repository's alembic/
+    there), else alembic/ beside server/ (a checkout, or an editable install of one). Looking for
+    env.py keeps site-packages/alembic, the Alembic library itself, from ever being taken."""
+    package = Path(__file__).resolve().parent
+    candidates = (package / "alembic", package.parent / "alembic")
+    for candidate in candidates:
+        if (candidate / "env.py").is_file():
+            return candidate
+    searched = ", ".join(str(c) for c in candidates)
+    raise RuntimeError(f"the database migrations are missing (searched {searched})")
+
+
 def alembic_config(connection: sa.Connection | None = None) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.set_main_option("script_location", str(script_location()))
     config.attributes["connection"] = connection
     return config
 

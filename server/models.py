@@ -142,7 +142,6 @@ class Task(SQLModel, table=True):
     worker_id: int | None = Field(default=None, foreign_key="worker.id", index=True)
     progress: float | None = None
     step: int | None = None
-    intermediate: dict[str, Any] = _json()
     metrics: dict[str, float] | None = Field(default=None, sa_type=sa.JSON)
     score: float | None = None
     error: str | None = Field(default=None, sa_type=sa.Text)
@@ -172,6 +171,25 @@ class TaskEvent(SQLModel, table=True):
     created_at: datetime | None = _stamp(nullable=False)
 
 
+class TaskMetric(SQLModel, table=True):
+    """Intermediate metrics a heartbeat carried (one row per report, appended, never updated):
+    the pruner reads only the steps it compares, never a task's whole history."""
+
+    __tablename__ = "task_metric"
+    __table_args__ = (
+        # The pruner's question: this experiment's reports up to a step.
+        sa.Index("ix_task_metric_experiment_step", "experiment_id", "step"),
+        sa.Index("ix_task_metric_task_step", "task_id", "step"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id")
+    experiment_id: int = Field(foreign_key="experiment.id")
+    step: int
+    metrics: dict[str, float] = _json()
+    created_at: datetime | None = _stamp(nullable=False)
+
+
 def _columns(table: type[SQLModel]) -> sa.ColumnCollection[str, sa.Column[Any]]:
     return cast(sa.Table, table.__table__).c  # type: ignore[attr-defined]
 
@@ -181,3 +199,4 @@ EXPERIMENT = _columns(Experiment)
 WORKER = _columns(Worker)
 TASK = _columns(Task)
 EVENT = _columns(TaskEvent)
+TASK_METRIC = _columns(TaskMetric)

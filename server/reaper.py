@@ -6,17 +6,17 @@ import asyncio
 import contextlib
 import logging
 
-import sqlalchemy as sa
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.config import Settings
-from server.db import transaction
+from server.db import read
 from server.metrics import ServerMetrics
-from server.models import EXPERIMENT, ExperimentStatus
-from server.orchestrator import refill
-from server.queue import mark_workers_offline, requeue_expired
+from server.store import sql as S
+from server.store.refill import refill
+from server.store.tasks import requeue_expired
+from server.store.workers import mark_silent_offline
 
 log = logging.getLogger("morphml.server")
 
@@ -44,7 +44,7 @@ async def reap_until(
 def reap_once(engine: Engine, settings: Settings) -> int:
     """Requeue expired leases, mark silent workers offline, feed/finish running experiments."""
     expired = requeue_expired(engine)
-    mark_workers_offline(engine, silent_seconds=settings.worker_offline_seconds)
+    mark_silent_offline(engine, silent_seconds=settings.worker_offline_seconds)
     feed_running_experiments(engine)
     if expired:
         log.info("reaper: %d expired lease(s) taken back", expired)
@@ -53,10 +53,7 @@ def reap_once(engine: Engine, settings: Settings) -> int:
 
 def feed_running_experiments(engine: Engine) -> None:
     """Safety net and time budget: top up every running experiment, completing finished ones."""
-    with transaction(engine) as session:
-        ids = session.scalars(
-            sa.select(EXPERIMENT.id).where(EXPERIMENT.status == ExperimentStatus.RUNNING)
-        ).all()
+    with read(engine) as connection:
+        ids = connection.execute(S.RUNNING_EXPERIMENT_IDS).scalars().all()
     for experiment_id in ids:
-        assert experiment_id is not None
         refill(engine, experiment_id)

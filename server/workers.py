@@ -1,38 +1,29 @@
-"""Worker services: registration and the admin listing with current tasks."""
+"""Worker services: registration (through the store) and the admin listing with current tasks."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from server.db import db_now, transaction
-from server.models import TASK, WORKER, TaskState, Worker, WorkerStatus
+from server.db import read_session
+from server.models import TASK, WORKER, TaskState, Worker
 from server.schemas import WorkerCreate, WorkerPublic, WorkersPublic
+from server.store import workers as store
 
 
 def register_worker(engine: Engine, *, body: WorkerCreate) -> WorkerPublic:
-    """Each agent start registers anew: ids are cheap, and a restarted agent is a new worker."""
-    with transaction(engine) as session:
-        worker_id = session.execute(
-            sa.insert(Worker)
-            .values(
-                name=body.name,
-                host=body.host,
-                resources=body.resources.model_dump(),
-                labels=body.labels,
-                status=WorkerStatus.ONLINE,
-                created_at=db_now(),
-                last_seen_at=db_now(),
-            )
-            .returning(WORKER.id)
-        ).scalar_one()
-        worker = session.get(Worker, worker_id)
-        assert worker is not None
-        return _public(worker, [])
+    worker = store.register(
+        engine,
+        name=body.name,
+        host=body.host,
+        resources=body.resources.model_dump(),
+        labels=body.labels,
+    )
+    return WorkerPublic.model_validate({**worker._mapping, "current_tasks": []})
 
 
 def list_workers(engine: Engine, *, offset: int, limit: int) -> WorkersPublic:
-    with transaction(engine) as session:
+    with read_session(engine) as session:
         count = session.scalar(sa.select(sa.func.count()).select_from(Worker)) or 0
         workers = session.scalars(
             sa.select(Worker).order_by(WORKER.id).offset(offset).limit(limit)

@@ -30,6 +30,12 @@ class Pruner(Protocol):
         self, task_key: str, history: Sequence[float], all_histories: Histories
     ) -> bool: ...
 
+    def horizon(self, steps: int) -> int | None:
+        """How many leading values of the other tasks' histories `should_stop` reads for a task
+        with `steps` values (None: it decides nothing yet), so a caller that stores histories
+        need not load whole ones."""
+        ...
+
 
 class NoPruner:
     """Never stops anything."""
@@ -38,6 +44,9 @@ class NoPruner:
         self, task_key: str, history: Sequence[float], all_histories: Histories
     ) -> bool:
         return False
+
+    def horizon(self, steps: int) -> int | None:
+        return None
 
 
 class MedianPruner:
@@ -65,6 +74,9 @@ class MedianPruner:
         if len(peers) < self.min_tasks:
             return False
         return self._best(history) < statistics.median(peers)
+
+    def horizon(self, steps: int) -> int | None:
+        return steps if steps > self.warmup_steps else None
 
     def _best(self, values: Sequence[float]) -> float:
         return max(self.sign * v for v in values)
@@ -95,6 +107,9 @@ class ASHAPruner:
         mine = self.sign * history[rung - 1]
         better = sum(peer > mine for peer in peers)
         return better >= (len(peers) + 1) // self.eta
+
+    def horizon(self, steps: int) -> int | None:
+        return self._last_rung(steps)
 
     def _last_rung(self, steps: int) -> int | None:
         rung, last = self.min_step, None

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.auth import require_admin, role_of
-from server.deps import Credentials, EngineDep, MetricsDep, SettingsDep
+from server.db import read
+from server.deps import Credentials, DatabaseDep, MetricsDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"description": "The database does not answer"}})
-def readyz(engine: EngineDep) -> dict[str, str]:
+async def readyz(database: DatabaseDep) -> dict[str, str]:
     try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        await database.run(_ping)
     except SQLAlchemyError as exc:
         raise HTTPException(
             status_code=503, detail=f"database unavailable: {type(exc).__name__}"
@@ -33,10 +33,22 @@ def readyz(engine: EngineDep) -> dict[str, str]:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics(metrics: MetricsDep, settings: SettingsDep, credentials: Credentials) -> Response:
+async def metrics(
+    metrics: MetricsDep, settings: SettingsDep, credentials: Credentials, database: DatabaseDep
+) -> Response:
     _check_metrics_access(settings.metrics_public, settings, credentials)
-    body = await run_in_threadpool(generate_latest, metrics.registry)
+    body = await database.run(_scrape, metrics.registry)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _ping(engine: Engine) -> None:
+    with read(engine) as connection:
+        connection.execute(sa.text("SELECT 1"))
+
+
+def _scrape(_engine: Engine, registry: CollectorRegistry) -> bytes:
+    """On the database executor: the task-state collector queries the database."""
+    return generate_latest(registry)
 
 
 def _check_metrics_access(

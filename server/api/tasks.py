@@ -24,11 +24,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 from sqlalchemy.engine import Engine
 
-from server import queue
 from server.deps import DatabaseDep, MetricsDep, SettingsDep, WorkerAuth
 from server.experiments import task_public
 from server.metrics import ServerMetrics
-from server.pruning import stop_reason
 from server.schemas import (
     ClaimedTask,
     ClaimRequest,
@@ -40,6 +38,7 @@ from server.schemas import (
     ObjectiveSpec,
     TaskPublic,
 )
+from server.store import tasks as store
 from server.wakeup import ClaimWaker, Hops, waker_for
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[WorkerAuth])
@@ -68,7 +67,7 @@ async def claim(
         waiter = waker.park()
         try:
             claimed = await database.run(_claim_once, body)
-            if hops is not None and isinstance(claimed, queue.Miss) and claimed.unfit:
+            if hops is not None and isinstance(claimed, store.Miss) and claimed.unfit:
                 waker.pass_on(hops)  # the task we were woken for may fit another worker
             remaining = deadline - loop.time()
             if isinstance(claimed, ClaimedTask) or remaining <= 0:
@@ -96,16 +95,16 @@ async def _wait(waker: ClaimWaker, waiter: asyncio.Future[Hops], timeout: float)
         return None
 
 
-def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | queue.Miss:
+def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | store.Miss:
     free = body.free
-    found = queue.claim_or_miss(
+    found = store.claim(
         engine,
         worker_id=body.worker_id,
         free_gpus=free.gpus if free else None,
         free_gpu_memory_mb=free.gpu_memory_mb if free else None,
         labels=body.labels,
     )
-    if isinstance(found, queue.Miss):
+    if isinstance(found, store.Miss):
         return found
     task = found.task
     assert (
@@ -135,7 +134,7 @@ async def heartbeat(
 def _heartbeat(
     engine: Engine, task_id: int, body: HeartbeatRequest, metrics: ServerMetrics
 ) -> HeartbeatAnswer:
-    beat = queue.heartbeat(
+    beat = store.heartbeat(
         engine,
         task_id=task_id,
         lease_token=body.lease_token,
@@ -143,14 +142,10 @@ def _heartbeat(
         step=body.step,
         metrics=body.metrics,
     )
+    if beat.pruned:
+        metrics.outcomes.labels(outcome="pruned").inc()
     if beat.stop_reason is not None:
         return HeartbeatAnswer(action="stop", reason=beat.stop_reason, lease_expires_at=None)
-    reason = stop_reason(engine, task=beat.task) if body.metrics and beat.task else None
-    if reason is not None and queue.prune_task(
-        engine, task_id=task_id, lease_token=body.lease_token, reason=reason
-    ):
-        metrics.outcomes.labels(outcome="pruned").inc()
-        return HeartbeatAnswer(action="stop", reason=f"pruned: {reason}", lease_expires_at=None)
     return HeartbeatAnswer(action="continue", reason=None, lease_expires_at=beat.lease_expires_at)
 
 
@@ -158,23 +153,23 @@ def _heartbeat(
 async def complete(
     task_id: TaskId, body: CompleteRequest, database: DatabaseDep, metrics: MetricsDep
 ) -> TaskPublic:
-    task = await database.run(
-        queue.complete_task, task_id=task_id, lease_token=body.lease_token, metrics=body.metrics
+    settled = await database.run(
+        store.complete, task_id=task_id, lease_token=body.lease_token, metrics=body.metrics
     )
     metrics.completed.inc()
-    return task_public(task)
+    return task_public(settled.task, settled.history)
 
 
 @router.post("/{task_id}/fail")
 async def fail(
     task_id: TaskId, body: FailRequest, database: DatabaseDep, metrics: MetricsDep
 ) -> TaskPublic:
-    task = await database.run(
-        queue.fail_task,
+    settled = await database.run(
+        store.fail,
         task_id=task_id,
         lease_token=body.lease_token,
         error=body.error,
         retryable=body.retryable,
     )
-    metrics.outcomes.labels(outcome=task.state).inc()
-    return task_public(task)
+    metrics.outcomes.labels(outcome=settled.task.state).inc()
+    return task_public(settled.task, settled.history)

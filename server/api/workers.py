@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, status
 
-from server.deps import AdminAuth, EngineDep, WorkerAuth
+from server.deps import AdminAuth, DatabaseDep, WorkerAuth
 from server.schemas import WorkerCreate, WorkerPublic, WorkersPublic
 from server.workers import list_workers, register_worker
 
@@ -12,14 +12,14 @@ router = APIRouter(prefix="/v1/workers", tags=["workers"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[WorkerAuth])
-def register(body: WorkerCreate, engine: EngineDep) -> WorkerPublic:
-    return register_worker(engine, body=body)
+async def register(body: WorkerCreate, database: DatabaseDep) -> WorkerPublic:
+    return await database.run(register_worker, body=body)
 
 
 @router.get("", name="list", dependencies=[AdminAuth])
-def list_all(
-    engine: EngineDep,
+async def list_all(
+    database: DatabaseDep,
     offset: int = Query(0, ge=0, le=2**31),
     limit: int = Query(100, ge=1, le=1000),
 ) -> WorkersPublic:
-    return list_workers(engine, offset=offset, limit=limit)
+    return await database.run(list_workers, offset=offset, limit=limit)

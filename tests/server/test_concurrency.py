@@ -11,13 +11,22 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from server import queue
-from server.db import db_now, make_engine, transaction
+from server.db import db_now, make_engine, read, unit
 from server.experiments import create_experiment
 from server.migrations import upgrade_to_head
-from server.models import Experiment, ExperimentStatus, Task, TaskState, Worker, WorkerStatus
+from server.models import (
+    EXPERIMENT,
+    TASK,
+    Experiment,
+    ExperimentStatus,
+    Task,
+    TaskState,
+    Worker,
+    WorkerStatus,
+)
 from server.reaper import feed_running_experiments
 from server.schemas import ExperimentCreate, WorkerCreate
+from server.store import tasks as store
 from server.workers import register_worker
 from tests.server.support import fresh_postgres_database, require_postgres, spec, worker_body
 
@@ -36,28 +45,24 @@ def pg_engine() -> Iterator[sa.Engine]:
 
 def _seed(engine: sa.Engine) -> list[int]:
     """One running experiment with TASKS pending tasks, and one worker per claimer."""
-    with transaction(engine) as session:
-        experiment = Experiment(
-            name="load",
-            status=ExperimentStatus.RUNNING,
-            spec={},
-            created_at=session.scalar(sa.select(db_now())),
-        )
-        session.add(experiment)
-        session.flush()
+    with unit(engine) as connection:
+        experiment_id = connection.execute(
+            sa.insert(Experiment)
+            .values(name="load", status=ExperimentStatus.RUNNING, spec={}, created_at=db_now())
+            .returning(EXPERIMENT.id)
+        ).scalar_one()
         rows = [
             {
-                "experiment_id": experiment.id,
+                "experiment_id": experiment_id,
                 "state": TaskState.PENDING,
                 "candidate": {},
                 "candidate_key": f"k{i}",
-                "intermediate": {},
             }
             for i in range(TASKS)
         ]
-        session.execute(sa.insert(Task).values(created_at=db_now()), rows)
+        connection.execute(sa.insert(Task).values(created_at=db_now()), rows)
         workers = [
-            session.execute(
+            connection.execute(
                 sa.insert(Worker)
                 .values(
                     name=f"w{i}",
@@ -77,14 +82,13 @@ def _seed(engine: sa.Engine) -> list[int]:
 
 def _drain(engine: sa.Engine, worker_id: int) -> list[int]:
     claimed = []
-    while (
-        found := queue.claim_task(
-            engine, worker_id=worker_id, free_gpus=0, free_gpu_memory_mb=0, labels={}
-        )
-    ) is not None:
-        assert found.task.id is not None
+    while isinstance(found := _claim(engine, worker_id), store.Claim):
         claimed.append(found.task.id)
     return claimed
+
+
+def _claim(engine: sa.Engine, worker_id: int) -> store.Claim | store.Miss:
+    return store.claim(engine, worker_id=worker_id, free_gpus=0, free_gpu_memory_mb=0, labels={})
 
 
 @pytest.mark.postgres
@@ -96,8 +100,10 @@ def test_sixteen_claimers_get_each_task_exactly_once(pg_engine: sa.Engine) -> No
     assert len(claimed) == TASKS
     assert len(set(claimed)) == TASKS
     assert sum(1 for batch in batches if batch) > 1, "claims were not actually concurrent"
-    with transaction(pg_engine) as session:
-        events = session.scalar(sa.text("SELECT count(*) FROM task_event WHERE kind = 'claimed'"))
+    with read(pg_engine) as connection:
+        events = connection.scalar(
+            sa.text("SELECT count(*) FROM task_event WHERE kind = 'claimed'")
+        )
     assert events == TASKS
 
 
@@ -105,14 +111,12 @@ def _claim_and_complete_until(engine: sa.Engine, worker_id: int, done: threading
     """Claim and complete until the experiment is done; how many this worker completed."""
     completed = 0
     while not done.is_set():
-        found = queue.claim_task(
-            engine, worker_id=worker_id, free_gpus=0, free_gpu_memory_mb=0, labels={}
-        )
-        if found is None:
+        found = _claim(engine, worker_id)
+        if isinstance(found, store.Miss):
             time.sleep(0.01)  # a refill is under way, or was left to the reaper
             continue
         task = found.task
-        queue.complete_task(
+        store.complete(
             engine, task_id=task.id, lease_token=task.lease_token, metrics={"val_accuracy": 0.5}
         )
         completed += 1
@@ -123,18 +127,18 @@ def _reaper(engine: sa.Engine, experiment_id: int, done: threading.Event) -> Non
     """The reaper's top-up pass, every 0.2 s, until the experiment has finished."""
     while not done.wait(0.2):
         feed_running_experiments(engine)
-        with transaction(engine) as session:
-            status = session.scalar(
-                sa.select(Experiment.status).where(Experiment.id == experiment_id)
-            )  # type: ignore[arg-type]
+        with read(engine) as connection:
+            status = connection.scalar(
+                sa.select(EXPERIMENT.status).where(EXPERIMENT.id == experiment_id)
+            )
         if status != ExperimentStatus.RUNNING:
             done.set()
 
 
 @pytest.mark.postgres
 def test_concurrent_completes_tell_every_outcome_once_and_finish(pg_engine: sa.Engine) -> None:
-    """Completes lock only their task and refill after their commit, skipping an experiment that
-    is being refilled: the budget is still met exactly, and each outcome told once."""
+    """Completes lock only their task and refill after their commit, queueing behind a refill
+    under way: the budget is still met exactly, and each outcome told once."""
     body = ExperimentCreate.model_validate(
         spec(budget={"max_evaluations": 20, "max_seconds": None}, parallelism=8)
     )
@@ -151,15 +155,16 @@ def test_concurrent_completes_tell_every_outcome_once_and_finish(pg_engine: sa.E
     reaper.join()
     assert sum(counts) == 20
     assert sum(1 for count in counts if count) > 1, "completes were not actually concurrent"
-    with transaction(pg_engine) as session:
-        experiment = session.get(Experiment, experiment_id)
-        assert experiment is not None
-        states = session.execute(
-            sa.select(Task.state, Task.tell_pending).where(Task.experiment_id == experiment_id)  # type: ignore[arg-type]
+    with read(pg_engine) as connection:
+        experiment = connection.execute(
+            sa.select(EXPERIMENT.id.table).where(EXPERIMENT.id == experiment_id)
+        ).one()
+        states = connection.execute(
+            sa.select(TASK.state, TASK.tell_pending).where(TASK.experiment_id == experiment_id)
         ).all()
-        assert experiment.status == ExperimentStatus.COMPLETED
-        assert experiment.tasks_created == 20
-        assert experiment.optimizer_state is not None
-        assert experiment.optimizer_state["told"] == 20
+    assert experiment.status == ExperimentStatus.COMPLETED
+    assert experiment.tasks_created == 20
+    assert experiment.optimizer_state is not None
+    assert experiment.optimizer_state["told"] == 20
     assert sorted(state for state, _ in states) == [TaskState.COMPLETED] * 20
     assert not any(pending for _, pending in states)

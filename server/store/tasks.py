@@ -1,0 +1,360 @@
+"""Task transitions: claim, heartbeat (metrics and pruning included), complete, fail and
+requeue of expired leases. Each is one unit of work; each guards its change in SQL (state and
+lease token), so a worker presumed dead can never overwrite its successor's work."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from server import pruning
+from server.db import unit
+from server.errors import ConflictError, NotFoundError, StaleLeaseError
+from server.models import EventKind, ExperimentStatus, TaskState
+from server.store import intermediate
+from server.store import sql as S
+from server.store.refill import budget_of, refill
+from server.store.refill_rule import plan_refill
+from server.store.sql import Row
+from server.wakeup import announce_tasks
+
+log = logging.getLogger("morphml.server")
+# Experiments whose optimizer is still told outcomes (a paused one resumes with them).
+TELLING = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+STOPPED = (TaskState.CANCELLED, TaskState.PRUNED)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed task with what the worker needs from its experiment."""
+
+    task: Row  # sql.CLAIM's RETURNING columns
+    spec: dict[str, Any]
+    lease_seconds: float
+
+
+@dataclass(frozen=True)
+class Miss:
+    """No claim; `unfit` when pending tasks exist that this worker cannot run (others might)."""
+
+    unfit: bool
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A task as a complete or fail left it, with its intermediate metrics (the API shows both)."""
+
+    task: Row
+    history: intermediate.History
+
+
+@dataclass(frozen=True)
+class Beat:
+    """A heartbeat's outcome: the new lease expiry, or why to stop (`pruned`: this heartbeat's
+    metrics made the pruner stop the task)."""
+
+    lease_expires_at: datetime | None
+    stop_reason: str | None
+    pruned: bool = False
+
+
+def claim(
+    engine: Engine,
+    *,
+    worker_id: int,
+    free_gpus: int | None,
+    free_gpu_memory_mb: int | None,
+    labels: dict[str, str] | None,
+) -> Claim | Miss:
+    """Lease the best-fitting pending task to the worker; on a miss, say whether pending work
+    was left for other workers."""
+    with unit(engine) as connection:
+        worker = connection.execute(S.TOUCH_WORKER, {"worker_id": worker_id}).first()
+        if worker is None:
+            raise NotFoundError(f"worker {worker_id} not registered")
+        gpus, memory = _free_resources(worker.resources or {}, free_gpus, free_gpu_memory_mb)
+        wanted = (worker.labels or {}) if labels is None else labels
+        order, unfit = _claim_order(connection, gpus=gpus, memory=memory, labels=wanted)
+        for experiment in order:
+            task = _claim_in(connection, experiment.id, worker_id)
+            if task is not None:
+                return Claim(
+                    task=task, spec=experiment.spec, lease_seconds=experiment.lease_seconds
+                )
+        return Miss(unfit=unfit)
+
+
+def _claim_in(connection: Connection, experiment_id: int, worker_id: int) -> Row | None:
+    params = {
+        "b_experiment_id": experiment_id,
+        "b_worker_id": worker_id,
+        "b_lease_token": secrets.token_urlsafe(24),
+    }
+    task = connection.execute(S.CLAIM, params).first()
+    if task is not None:
+        _event(connection, task, EventKind.CLAIMED)
+    return task
+
+
+def _claim_order(
+    connection: Connection, *, gpus: int, memory: int, labels: dict[str, str]
+) -> tuple[list[Row], bool]:
+    """Running experiments with pending tasks this worker can run, best first; and whether
+    some running experiment has pending tasks it cannot run.
+
+    Order: priority, then fair share (fewest running tasks), then the older experiment. Done in
+    Python over a handful of rows: the alternative, ranking every pending task in SQL, costs a
+    sort of the whole queue per claim.
+    """
+    load = {(e, state): int(n) for e, state, n in connection.execute(S.IN_FLIGHT_COUNTS)}
+    running = connection.execute(S.RUNNING_EXPERIMENTS)
+    with_pending = [e for e in running if load.get((e.id, TaskState.PENDING), 0) > 0]
+    fitting = [e for e in with_pending if _fits(e, gpus, memory, labels)]
+    ordered = sorted(
+        fitting,
+        key=lambda e: (-e.priority, load.get((e.id, TaskState.RUNNING), 0), e.id),
+    )
+    return ordered, len(fitting) < len(with_pending)
+
+
+def _fits(experiment: Row, gpus: int, memory: int, labels: dict[str, str]) -> bool:
+    needs_labels = experiment.need_labels or {}
+    return (
+        experiment.need_gpus <= gpus
+        and experiment.need_gpu_memory_mb <= memory
+        and all(labels.get(key) == value for key, value in needs_labels.items())
+    )
+
+
+def _free_resources(
+    resources: dict[str, Any], gpus: int | None, memory: int | None
+) -> tuple[int, int]:
+    """What the worker says is free, defaulting to everything it registered."""
+    registered = resources.get("gpus") or []
+    if gpus is None:
+        gpus = len(registered)
+    if memory is None:
+        memory = max((int(g.get("memory_mb", 0)) for g in registered), default=0)
+    return gpus, memory
+
+
+def heartbeat(
+    engine: Engine,
+    *,
+    task_id: int,
+    lease_token: str,
+    progress: float | None,
+    step: int | None,
+    metrics: dict[str, float] | None,
+) -> Beat:
+    """Extend the lease and record progress; with metrics, append them and ask the pruner, and
+    prune the task in the same unit when it says stop. A stopped task answers stop."""
+    with unit(engine) as connection:
+        params = {"task_id": task_id, "b_lease_token": lease_token}
+        row = connection.execute(S.BEAT, {**params, "b_progress": progress, "b_step": step}).first()
+        if row is None:
+            return _beat_refused(connection, task_id, lease_token)
+        connection.execute(S.TOUCH_WORKER, {"worker_id": row.worker_id})
+        if not metrics:
+            return Beat(lease_expires_at=row.lease_expires_at, stop_reason=None)
+        intermediate.append(
+            connection, task_id=task_id, experiment_id=row.experiment_id, step=step, metrics=metrics
+        )
+        spec = connection.execute(S.EXPERIMENT_SPEC, {"experiment_id": row.experiment_id})
+        reason = pruning.stop_reason(
+            connection, task_id=task_id, experiment_id=row.experiment_id, spec=spec.scalar_one()
+        )
+        if reason is None:
+            return Beat(lease_expires_at=row.lease_expires_at, stop_reason=None)
+        due = _prune(connection, task_id, lease_token, reason)
+    _refill_after(engine, row.experiment_id, due)
+    return Beat(lease_expires_at=None, stop_reason=f"pruned: {reason}", pruned=True)
+
+
+def _beat_refused(connection: Connection, task_id: int, lease_token: str) -> Beat:
+    """Why the guarded beat changed nothing: unknown (404), stale token (409), stopped (stop),
+    or no longer running (409)."""
+    standing = connection.execute(S.TASK_STANDING, {"task_id": task_id}).first()
+    if standing is None:
+        raise NotFoundError(f"task {task_id} not found")
+    check_token(task_id, standing.lease_token, lease_token)
+    if standing.state in STOPPED:
+        return Beat(lease_expires_at=None, stop_reason=str(standing.state))
+    raise ConflictError(f"task {task_id} is {standing.state}")
+
+
+def _prune(connection: Connection, task_id: int, lease_token: str, reason: str) -> bool:
+    """The pruner's stop, recorded like a complete with the last reported metrics; whether a
+    refill became due."""
+    locked = lock_task(connection, task_id, lease_token)
+    last = intermediate.last_metrics(intermediate.history(connection, task_id))
+    _finish(connection, locked, TaskState.PRUNED, metrics=last, error=reason)
+    _event(connection, locked, EventKind.PRUNED, {"reason": reason})
+    return _refill_due(connection, locked)
+
+
+def lock_task(connection: Connection, task_id: int, lease_token: str) -> Row:
+    """The task row locked (the lock order's first kind of unit), its token checked."""
+    locked = connection.execute(S.LOCK_TASK, {"task_id": task_id}).first()
+    if locked is None:
+        raise NotFoundError(f"task {task_id} not found")
+    check_token(task_id, locked.lease_token, lease_token)
+    return locked
+
+
+def check_token(task_id: int, current: str | None, presented: str) -> None:
+    if current is None or not secrets.compare_digest(current, presented):
+        raise StaleLeaseError(
+            f"task {task_id}: lease token is not current (the task was reassigned or finished)"
+        )
+
+
+def complete(
+    engine: Engine, *, task_id: int, lease_token: str, metrics: dict[str, float]
+) -> Settled:
+    """Record final metrics; the same token again returns the task unchanged (idempotent).
+
+    The outcome is queued for the optimizer (`tell_pending`); when it makes a refill due, the
+    refill runs after the commit in a unit of its own, waiting for a refill already under way,
+    so every outcome is told before the next ask that follows it.
+    """
+    with unit(engine) as connection:
+        locked = lock_task(connection, task_id, lease_token)
+        history = intermediate.history(connection, task_id)
+        if locked.state == TaskState.COMPLETED:
+            task = connection.execute(S.TASK_BY_ID, {"task_id": task_id}).one()
+            return Settled(task, history)
+        if locked.state != TaskState.RUNNING:
+            raise ConflictError(
+                f"task {task_id} is {locked.state}; its result is not needed any more"
+            )
+        task = _finish(connection, locked, TaskState.COMPLETED, metrics=metrics)
+        _event(connection, locked, EventKind.COMPLETED)
+        due = _refill_due(connection, locked)
+    _refill_after(engine, locked.experiment_id, due)
+    return Settled(task, history)
+
+
+def fail(engine: Engine, *, task_id: int, lease_token: str, error: str, retryable: bool) -> Settled:
+    """Retry (pending, attempt + 1) while attempts remain and the error is retryable, else fail."""
+    with unit(engine) as connection:
+        locked = lock_task(connection, task_id, lease_token)
+        if locked.state != TaskState.RUNNING:
+            raise ConflictError(f"task {task_id} is {locked.state}")
+        task, due = _release_or_fail(
+            connection, locked, error=error, retry=retryable, kind=EventKind.RETRIED
+        )
+        history = intermediate.history(connection, task_id)
+    _refill_after(engine, locked.experiment_id, due)
+    return Settled(task, history)
+
+
+def requeue_expired(engine: Engine, *, limit: int = 100) -> int:
+    """Return expired leases to pending (attempt + 1), or fail them when attempts are exhausted."""
+    with unit(engine) as connection:
+        expired = connection.execute(S.EXPIRED, {"limit": limit}).scalars().all()
+    return sum(_requeue_one(engine, task_id) for task_id in expired)
+
+
+def _requeue_one(engine: Engine, task_id: int) -> int:
+    with unit(engine) as connection:
+        locked = connection.execute(S.LOCK_TASK, {"task_id": task_id}).first()
+        still = connection.execute(S.STILL_EXPIRED, {"task_id": task_id}).first()
+        if locked is None or still is None:
+            return 0  # a heartbeat or another replica got there first
+        _, due = _release_or_fail(
+            connection,
+            locked,
+            error="lease expired (no heartbeat)",
+            retry=True,
+            kind=EventKind.LEASE_EXPIRED,
+        )
+    _refill_after(engine, locked.experiment_id, due)
+    return 1
+
+
+def _release_or_fail(
+    connection: Connection, locked: Row, *, error: str, retry: bool, kind: EventKind
+) -> tuple[Row, bool]:
+    """Back to pending with attempt + 1 if allowed, else failed and queued for the optimizer;
+    the task as it now stands and whether a refill became due."""
+    if retry and locked.attempt < locked.max_attempts:
+        task = connection.execute(S.RELEASE, {"task_id": locked.id, "b_error": error}).one()
+        _event(connection, locked, kind, {"error": error[:500]})
+        announce_tasks(connection)
+        return task, False
+    task = _finish(connection, locked, TaskState.FAILED, error=error)
+    _event(connection, locked, EventKind.FAILED, {"error": error[:500], "cause": kind.value})
+    return task, _refill_due(connection, locked)
+
+
+def _finish(
+    connection: Connection,
+    locked: Row,
+    state: TaskState,
+    *,
+    metrics: dict[str, float] | None = None,
+    error: str | None = None,
+) -> Row:
+    """The task in a final state, its outcome queued for the optimizer while it is told any."""
+    params = {
+        "task_id": locked.id,
+        "b_state": state,
+        "b_now": locked.now,
+        "b_metrics": metrics,
+        "b_score": None if metrics is None else score(locked.spec, metrics),
+        "b_error": error,
+        "b_tell_pending": locked.status in TELLING,
+    }
+    return connection.execute(S.FINISH, params).one()
+
+
+def score(spec: dict[str, Any], metrics: dict[str, float]) -> float | None:
+    """The first objective, signed so that bigger is better (best = ORDER BY score DESC)."""
+    objective = spec["objectives"][0]
+    value = metrics.get(objective["metric"])
+    if value is None:
+        return None
+    return value if objective["direction"] == "maximize" else -value
+
+
+def _event(
+    connection: Connection, task: Row, kind: EventKind, detail: dict[str, Any] | None = None
+) -> None:
+    """Record `kind` for the task as it stood when locked or claimed (its attempt and worker)."""
+    params = S.event_params(
+        task.id, task.experiment_id, kind, attempt=task.attempt, worker_id=task.worker_id
+    )
+    connection.execute(S.ADD_EVENT, {**params, "detail": detail or {}})
+
+
+def _refill_due(connection: Connection, locked: Row) -> bool:
+    """Whether the refill has work now: the refill rule on this unit's counts."""
+    if locked.status != ExperimentStatus.RUNNING:
+        return False
+    counts = connection.execute(S.IN_FLIGHT_OF, {"experiment_id": locked.experiment_id}).one()
+    plan = plan_refill(
+        budget_of(locked), pending=counts.pending, running=counts.running, now=locked.now
+    )
+    return plan.due
+
+
+def _refill_after(engine: Engine, experiment_id: int, due: bool) -> None:
+    """The refill a committed outcome made due. Its failure must not turn the committed outcome
+    into an error (the worker would retry a complete that worked): the reaper's pass retries."""
+    if not due:
+        return
+    try:
+        refill(engine, experiment_id)
+    except SQLAlchemyError as exc:
+        log.warning(
+            "experiment %s: refill after an outcome failed (%s); the reaper retries",
+            experiment_id,
+            exc,
+        )
