@@ -13,14 +13,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
+from morphml.wire import ClaimedTask, ClaimRequest, FreeResources, WorkerCreate
 from worker.config import WorkerSettings
 from worker.http import ApiError, Backoff, LeaseLost, ServerApi, Unreachable
 from worker.outbox import Outbox, WorkDirLock
-from worker.resources import Gpu, free_gpu_memory_mb
+from worker.resources import Gpu, Machine, free_gpu_memory_mb
 from worker.task_run import (
     DELIVERY_SECONDS,
     RunContext,
@@ -62,8 +63,7 @@ class Agent:
         client: httpx.Client,
         settings: WorkerSettings,
         *,
-        resources: dict[str, Any],
-        gpus: list[Gpu],
+        machine: Machine,
         start_evaluation: StartEvaluation = start_child,
         backoff: Backoff | None = None,
         free_memory: Callable[[Gpu], int | None] = free_gpu_memory_mb,
@@ -71,8 +71,9 @@ class Agent:
         min_heartbeat_gap: float = 1.0,
     ) -> None:
         self.settings = settings
-        self.resources = resources
-        self.slots = plan_slots(gpus, int(resources["cpus"]), settings.slots, _threads_from_env())
+        self.machine = machine
+        threads = _threads_from_env()
+        self.slots = plan_slots(list(machine.gpus), machine.cpus, settings.slots, threads)
         self.start_evaluation = start_evaluation
         self.free_memory = free_memory
         self.poll_interval = poll_interval
@@ -80,7 +81,7 @@ class Agent:
         self.shutdown = Shutdown()
         self.api = ServerApi(client, backoff=backoff, interrupt=self.shutdown.aborting)
         self.outbox = Outbox(settings.work_dir / "outbox")
-        self.worker_id: Any = None  # as the server gave it (an int today)
+        self.worker_id: int | None = None
         self._running = Running()
         self._next_flush = 0.0
         # Pause after an empty claim that came back early (poll_seconds 0, a server that does
@@ -106,6 +107,9 @@ class Agent:
             self._log_summary()
             try:
                 self.worker_id = self._register()
+            except ValidationError as exc:  # e.g. an empty name, a 300-character label
+                log.error("this worker's settings do not fit the API: %s", exc)
+                return 2
             except (ApiError, LeaseLost) as exc:
                 log.error("the server refused registration: %s", exc)
                 return 2
@@ -143,13 +147,14 @@ class Agent:
             while thread.is_alive():
                 thread.join(0.5)
 
-    def _register(self) -> Any:
-        body = {
-            "name": self.settings.name,
-            "host": self.resources["host"],
-            "resources": {k: self.resources[k] for k in ("cpus", "memory_mb", "gpus")},
-            "labels": self.settings.labels,
-        }
+    def _register(self) -> int | None:
+        """The id the server gave this worker; None when stopped before it answered."""
+        body = WorkerCreate(
+            name=self.settings.name,
+            host=self.machine.host,
+            resources=self.machine.resources(),
+            labels=self.settings.labels,
+        )
         try:
             worker_id = self.api.register(body, stop=self.stopping)
         except Unreachable:
@@ -158,14 +163,13 @@ class Agent:
         return worker_id
 
     def _log_summary(self) -> None:
-        gpus = ", ".join(
-            f"{g['index']}:{g['name']} {g['memory_mb']} MiB" for g in self.resources["gpus"]
-        )
+        machine = self.machine
+        gpus = ", ".join(f"{g.index}:{g.name} {g.memory_mb} MiB" for g in machine.gpus)
         log.info(
             "morphml-worker %s -> %s: %d CPUs, %d MiB, GPUs: %s; %d slot(s) x %d thread(s); "
             "allow: %s; work dir %s",
-            self.settings.name, self.settings.server, self.resources["cpus"],
-            self.resources["memory_mb"], gpus or "none", len(self.slots), self.slots[0].threads,
+            self.settings.name, self.settings.server, machine.cpus,
+            machine.memory_mb, gpus or "none", len(self.slots), self.slots[0].threads,
             ",".join(self.settings.allow) or "-", self.settings.work_dir,
         )  # fmt: skip
 
@@ -189,13 +193,14 @@ class Agent:
         elif time.monotonic() - asked < self.idle_pause:
             self.stopping.wait(self.idle_pause)
 
-    def _claim(self, slot: Slot) -> dict[str, Any] | None:
-        body = {
-            "worker_id": self.worker_id,
-            "wait_seconds": self.settings.poll_seconds,
-            "free": self._free(slot),
-            "labels": self.settings.labels,
-        }
+    def _claim(self, slot: Slot) -> ClaimedTask | None:
+        assert self.worker_id is not None, "claims come after registration"
+        body = ClaimRequest(
+            worker_id=self.worker_id,
+            wait_seconds=self.settings.poll_seconds,
+            free=self._free(slot),
+            labels=self.settings.labels,
+        )
         try:
             return self.api.claim(body, stop=self.stopping)
         except Unreachable:
@@ -209,18 +214,20 @@ class Agent:
             return None
         except ApiError as exc:
             # Not fixable by retrying at once; pause so a misconfiguration is not a tight loop.
+            # A malformed answer lands here too: the task it leased returns to the queue when
+            # its lease expires.
             log.error("%s: claim refused: %s", slot, exc)
             self.stopping.wait(self.api.backoff.cap)
             return None
 
-    def _free(self, slot: Slot) -> dict[str, int]:
+    def _free(self, slot: Slot) -> FreeResources:
         """What the slot offers now; a GPU whose memory cannot be read offers nothing."""
         free_mb = self.free_memory(slot.gpu) if slot.gpu else None
         if free_mb is None:
-            return {"gpus": 0, "gpu_memory_mb": 0}
-        return {"gpus": 1, "gpu_memory_mb": free_mb}
+            return FreeResources(gpus=0, gpu_memory_mb=0)
+        return FreeResources(gpus=1, gpu_memory_mb=free_mb)
 
-    def _run_task(self, slot: Slot, task: dict[str, Any]) -> None:
+    def _run_task(self, slot: Slot, task: ClaimedTask) -> None:
         context = RunContext(
             settings=self.settings,
             api=self.api,

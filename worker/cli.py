@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from worker.agent import Agent
 from worker.config import WorkerSettings
-from worker.resources import ResourceError, cpu_count, memory_mb, select_gpus
+from worker.resources import Machine, ResourceError, cpu_count, memory_mb, select_gpus
 
 log = logging.getLogger("morphml.worker")
 
@@ -79,14 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         gpus = select_gpus(settings.gpus, os.environ)
     except ResourceError as exc:
         sys.exit(f"morphml-worker: {exc}")
-    resources = {
-        "host": socket.gethostname(),
-        "cpus": cpu_count(),
-        "memory_mb": memory_mb(),
-        "gpus": [gpu.to_dict() for gpu in gpus],
-    }
+    machine = Machine(socket.gethostname(), cpu_count(), memory_mb(), tuple(gpus))
     with build_client(settings) as client:
-        agent = Agent(client, settings, resources=resources, gpus=gpus)
+        agent = Agent(client, settings, machine=machine)
         _install_signal_handlers(agent)
         code = agent.run()
     sys.exit(code)

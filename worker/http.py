@@ -3,6 +3,9 @@
 Network errors, 429 and 5xx are retried (never in a tight loop); 409 and 404 mean the lease is gone
 (`LeaseLost`); any other 4xx is a mistake retrying cannot fix (`ApiError`). Every wait can be cut
 short by an event, so a shutting-down agent never sits in a backoff sleep.
+
+Bodies are the wire models of `morphml.wire`, and so are answers: an answer that does not parse
+(an id that is not an integer, a missing field) is a `MalformedAnswer`, never half-used.
 """
 
 from __future__ import annotations
@@ -12,14 +15,28 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
+
+from morphml.wire import (
+    ClaimedTask,
+    ClaimRequest,
+    HeartbeatAnswer,
+    HeartbeatRequest,
+    WorkerCreate,
+    WorkerPublic,
+)
 
 log = logging.getLogger("morphml.worker")
 
 # Read timeout beyond the server's long-poll wait, so a slow 204 is not mistaken for a dead server.
 CLAIM_READ_SLACK_SECONDS = 15.0
+
+# The two final answers a worker posts for a task: /complete or /fail.
+ReportKind = Literal["complete", "fail"]
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 class LeaseLost(Exception):
@@ -32,6 +49,10 @@ class ApiError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
+
+
+class MalformedAnswer(ApiError):
+    """A 2xx answer that does not match the wire contract: a server bug or a different version."""
 
 
 class Unreachable(Exception):
@@ -70,40 +91,48 @@ class ServerApi:
         # Set when waiting makes no sense any more (the agent aborts); cuts every backoff sleep.
         self.interrupt = interrupt or threading.Event()
 
-    def register(self, body: dict[str, Any], *, stop: threading.Event) -> Any:
+    def register(self, body: WorkerCreate, *, stop: threading.Event) -> int:
         """The worker id the server assigned."""
         response = self._post("/v1/workers", body, stop=stop)
-        return response.json()["id"]
+        return _parse(WorkerPublic, response).id
 
-    def claim(self, body: dict[str, Any], *, stop: threading.Event) -> dict[str, Any] | None:
-        timeout = httpx.Timeout(10.0, read=float(body["wait_seconds"]) + CLAIM_READ_SLACK_SECONDS)
+    def claim(self, body: ClaimRequest, *, stop: threading.Event) -> ClaimedTask | None:
+        timeout = httpx.Timeout(10.0, read=body.wait_seconds + CLAIM_READ_SLACK_SECONDS)
         response = self._post("/v1/tasks/claim", body, stop=stop, timeout=timeout)
         if response.status_code == 204:
             return None
-        task: dict[str, Any] = response.json()
-        return task
+        return _parse(ClaimedTask, response)
 
-    def heartbeat(self, task_id: Any, body: dict[str, Any], *, deadline: float) -> dict[str, Any]:
-        response = self._post(f"/v1/tasks/{task_id}/heartbeat", body, deadline=deadline)
-        answer: dict[str, Any] = response.json()
-        return answer
+    def heartbeat(
+        self, task_id: int, body: HeartbeatRequest, *, deadline: float
+    ) -> HeartbeatAnswer:
+        response = self._post(f"/v1/tasks/{int(task_id)}/heartbeat", body, deadline=deadline)
+        return _parse(HeartbeatAnswer, response)
 
-    def report(self, task_id: Any, outcome: str, body: dict[str, Any], *, deadline: float) -> None:
-        """POST /complete or /fail; idempotent on the server by lease token."""
-        self._post(f"/v1/tasks/{task_id}/{outcome}", body, deadline=deadline)
+    def report(
+        self, task_id: int, outcome: ReportKind, body: dict[str, Any], *, deadline: float
+    ) -> None:
+        """POST /complete or /fail; idempotent on the server by lease token.
+
+        `body` is a `CompleteRequest` or `FailRequest` as JSON: the outbox keeps it on disk.
+        """
+        if outcome not in ("complete", "fail"):
+            raise ValueError(f"unknown report {outcome!r}")
+        self._post(f"/v1/tasks/{int(task_id)}/{outcome}", body, deadline=deadline)
 
     def _post(
         self,
         path: str,
-        body: dict[str, Any],
+        body: BaseModel | dict[str, Any],
         *,
         stop: threading.Event | None = None,
         deadline: float | None = None,
         timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
+        payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
         attempt = 0
         while True:
-            problem = self._attempt(path, body, timeout)
+            problem = self._attempt(path, payload, timeout)
             if isinstance(problem, httpx.Response):
                 return problem
             delay = self.backoff.delay(attempt)
@@ -140,6 +169,20 @@ class ServerApi:
                 return True
             (stop or self.interrupt).wait(min(left, 0.25))
         return self.interrupt.is_set()
+
+
+def _parse(model: type[Answer], response: httpx.Response) -> Answer:
+    """The answer as its wire model, or `MalformedAnswer` saying what does not fit."""
+    path = response.request.url.path
+    try:
+        return model.model_validate(response.json())
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        problem = f"{where}: {error['msg']}"
+    except ValueError:  # not JSON
+        problem = f"not JSON: {response.text[:100]!r}"
+    raise MalformedAnswer(response.status_code, f"POST {path}: unexpected answer ({problem})")
 
 
 def _detail(response: httpx.Response) -> str:

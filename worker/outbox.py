@@ -18,25 +18,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from worker.http import ApiError, LeaseLost, ServerApi, Unreachable
+from worker.http import ApiError, LeaseLost, ReportKind, ServerApi, Unreachable
 
 log = logging.getLogger("morphml.worker")
 
 
 @dataclass(frozen=True)
 class Result:
-    """One final answer for a task: `outcome` is "complete" or "fail", `body` is what is posted."""
+    """One final answer for a task: `outcome` is "complete" or "fail", `body` is what is posted
+    (a `CompleteRequest` or `FailRequest` of `morphml.wire`, as JSON)."""
 
-    task_id: str
-    outcome: str
+    task_id: int
+    outcome: ReportKind
     body: dict[str, Any]
 
     @property
     def name(self) -> str:
         # The lease token makes the name unique per attempt; hashing keeps it a safe file name.
         token = hashlib.sha256(str(self.body.get("lease_token")).encode()).hexdigest()[:16]
-        safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.task_id)[:64]
-        return f"{safe_id}-{token}.json"
+        return f"{int(self.task_id)}-{token}.json"
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Result:
+        """An entry read back from disk; ValueError unless its id is an integer (it ends up in a
+        URL) and its outcome one of the two reports."""
+        task_id, outcome, body = raw["task_id"], raw["outcome"], raw["body"]
+        if isinstance(task_id, str) and task_id.isdecimal():
+            task_id = int(task_id)  # entries written before ids were typed hold strings
+        if not isinstance(task_id, int) or isinstance(task_id, bool):
+            raise ValueError(f"task id {task_id!r} is not an integer")
+        if outcome not in ("complete", "fail"):
+            raise ValueError(f"unknown outcome {outcome!r}")
+        if not isinstance(body, dict):
+            raise ValueError("the body is not an object")
+        return cls(task_id, outcome, body)
 
 
 class Outbox:
@@ -65,8 +80,7 @@ class Outbox:
         results = []
         for path in sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime):
             try:
-                raw = json.loads(path.read_text())
-                results.append(Result(str(raw["task_id"]), str(raw["outcome"]), dict(raw["body"])))
+                results.append(Result.from_json(json.loads(path.read_text())))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.error("outbox: setting aside unreadable %s (%s)", path.name, exc)
                 path.rename(path.with_suffix(".bad"))

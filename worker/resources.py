@@ -11,9 +11,10 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import psutil
+
+from morphml.wire import GpuInfo, WorkerResources
 
 log = logging.getLogger("morphml.worker")
 
@@ -30,8 +31,20 @@ class Gpu:
     name: str
     memory_mb: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "memory_mb": self.memory_mb}
+
+@dataclass(frozen=True)
+class Machine:
+    """What this worker offers: its host, CPUs, memory and the GPUs it was told to use."""
+
+    host: str
+    cpus: int
+    memory_mb: int
+    gpus: tuple[Gpu, ...] = ()
+
+    def resources(self) -> WorkerResources:
+        """As the server registers them."""
+        gpus = [GpuInfo(index=g.index, name=g.name, memory_mb=g.memory_mb) for g in self.gpus]
+        return WorkerResources(cpus=self.cpus, memory_mb=self.memory_mb, gpus=gpus)
 
 
 def cpu_count() -> int:

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from morphml.wire import ClaimedTask, CompleteRequest, FailRequest, HeartbeatRequest
 from worker.config import WorkerSettings
 from worker.http import ApiError, LeaseLost, ServerApi, Unreachable
 from worker.outbox import Outbox, Result
@@ -29,6 +32,8 @@ StartEvaluation = Callable[[Path, dict[str, Any], dict[str, str]], Evaluation]
 # Keys of an evaluator's report that travel as heartbeat fields rather than as metrics.
 REPORT_FIELDS = ("progress", "step")
 DELIVERY_SECONDS = 30.0
+# FailRequest.error's bound; a longer error would be refused whole rather than cut.
+MAX_ERROR_CHARS = 20_000
 
 
 def start_child(task_dir: Path, spec: dict[str, Any], env: dict[str, str]) -> Evaluation:
@@ -65,13 +70,13 @@ class Running:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_task: dict[str, Evaluation] = {}
+        self._by_task: dict[int, Evaluation] = {}
 
-    def add(self, task_id: str, evaluation: Evaluation) -> None:
+    def add(self, task_id: int, evaluation: Evaluation) -> None:
         with self._lock:
             self._by_task[task_id] = evaluation
 
-    def remove(self, task_id: str) -> None:
+    def remove(self, task_id: int) -> None:
         with self._lock:
             self._by_task.pop(task_id, None)
 
@@ -104,7 +109,7 @@ class RunContext:
 class TaskRun:
     """One claimed task on one slot, from its child's start to its reported result."""
 
-    def __init__(self, task: dict[str, Any], slot: Slot, context: RunContext) -> None:
+    def __init__(self, task: ClaimedTask, slot: Slot, context: RunContext) -> None:
         self.task = task
         self.slot = slot
         self.context = context
@@ -114,16 +119,14 @@ class TaskRun:
         started = time.monotonic()
         task = self.task
         # The INFO line comes when the task ends; this one is for following a run live.
-        log.debug(
-            "task %s claimed on %s (%s)", task["id"], self.slot, task["evaluator"].get("kind")
-        )
+        log.debug("task %d claimed on %s (%s)", task.id, self.slot, task.evaluator.kind)
         if self.context.shutdown.stopping.is_set():
             outcome = Outcome(error="the worker is shutting down", retryable=True)
         else:
             try:
                 outcome = self._evaluate()
             except Exception as exc:  # e.g. a task body this agent version does not understand
-                log.exception("task %s: the agent failed to run it", task.get("id"))
+                log.exception("task %d: the agent failed to run it", task.id)
                 outcome = Outcome(
                     error=f"worker error: {type(exc).__name__}: {exc}", retryable=True
                 )
@@ -134,11 +137,13 @@ class TaskRun:
 
     def _evaluate(self) -> Outcome:
         task, context = self.task, self.context
-        task_dir = context.settings.work_dir / "tasks" / f"{task['id']}-{task.get('attempt', 0)}"
+        # Both parts are integers (the wire model says so): the directory stays under tasks/.
+        task_dir = context.settings.work_dir / "tasks" / f"{task.id}-{task.attempt}"
         spec = {
-            "architecture": task["candidate"]["architecture"],
-            "budget": task.get("budget"),
-            "evaluator": task["evaluator"],
+            # The candidate is the optimizer's JSON (`Candidate.to_dict`), not a wire model.
+            "architecture": task.candidate["architecture"],
+            "budget": task.budget,
+            "evaluator": task.evaluator.model_dump(mode="json"),
         }
         try:
             evaluation = context.start_evaluation(
@@ -146,12 +151,12 @@ class TaskRun:
             )
         except OSError as exc:
             return Outcome(error=f"could not start the evaluation process: {exc}", retryable=True)
-        context.running.add(str(task["id"]), evaluation)
+        context.running.add(task.id, evaluation)
         try:
             return self._supervise(evaluation)
         finally:
             evaluation.stop()
-            context.running.remove(str(task["id"]))
+            context.running.remove(task.id)
             shutil.rmtree(task_dir, ignore_errors=True)
 
     # -- supervising the child ------------------------------------------------------------------
@@ -160,7 +165,7 @@ class TaskRun:
         """How the evaluation ended, or why it was dropped (stop, lease lost)."""
         shutdown = self.context.shutdown
         started = time.monotonic()
-        interval = float(self.task.get("lease_seconds") or 60) / 3
+        interval = (self.task.lease_seconds or 60) / 3
         last_beat, latest = started, dict[str, float]()
         timeout = self._timeout()
         while True:
@@ -187,44 +192,47 @@ class TaskRun:
             shutdown.aborting.wait(self.context.poll_interval)
 
     def _timeout(self) -> float | None:
-        params = self.task["evaluator"].get("params") or {}
-        value = params.get("timeout_seconds") or self.context.settings.task_timeout_seconds
+        value = (
+            self.task.evaluator.params.get("timeout_seconds")
+            or self.context.settings.task_timeout_seconds
+        )
         return float(value) if value else None
 
     def _heartbeat(self, latest: dict[str, float], *, deadline: float) -> str | None:
         """None to keep going, else why the server wants the task dropped."""
         task = self.task
-        metrics = {k: v for k, v in latest.items() if k not in REPORT_FIELDS}
-        step = latest.get("step")
-        body = {
-            "lease_token": task["lease_token"],
-            "progress": latest.get("progress"),
-            "step": int(step) if step is not None else None,
-            "metrics": metrics or None,
-        }
         try:
-            answer = self.context.api.heartbeat(task["id"], body, deadline=deadline)
+            answer = self.context.api.heartbeat(task.id, self._beat(latest), deadline=deadline)
         except LeaseLost as exc:
             return f"lease lost ({exc})"
         except (Unreachable, ApiError) as exc:
-            log.warning("task %s: heartbeat failed: %s", task["id"], exc)
+            log.warning("task %d: heartbeat failed: %s", task.id, exc)
             return None
-        if answer.get("action") == "stop":
-            return f"stopped by the server ({answer.get('reason') or 'no reason given'})"
+        if answer.action == "stop":
+            return f"stopped by the server ({answer.reason or 'no reason given'})"
         return None
+
+    def _beat(self, latest: dict[str, float]) -> HeartbeatRequest:
+        """The heartbeat carrying the latest report; without it when the report does not fit
+        the contract (a negative step, a 300-character metric name): the lease matters more."""
+        metrics = {k: v for k, v in latest.items() if k not in REPORT_FIELDS}
+        step = latest.get("step")
+        try:
+            return HeartbeatRequest(
+                lease_token=self.task.lease_token,
+                progress=latest.get("progress"),
+                step=int(step) if step is not None else None,
+                metrics=metrics or None,
+            )
+        except ValidationError as exc:
+            log.warning("task %d: report not sent: %s", self.task.id, _first_problem(exc))
+            return HeartbeatRequest(lease_token=self.task.lease_token)
 
     # -- the result -----------------------------------------------------------------------------
 
     def _report(self, outcome: Outcome) -> None:
-        task, context = self.task, self.context
-        token = task["lease_token"]
-        if outcome.metrics is not None:
-            body: dict[str, Any] = {"lease_token": token, "metrics": outcome.metrics}
-            result = Result(str(task["id"]), "complete", body)
-        else:
-            error = (outcome.error or "unknown error").replace("\x00", "")
-            body = {"lease_token": token, "error": error, "retryable": outcome.retryable}
-            result = Result(str(task["id"]), "fail", body)
+        context = self.context
+        result = self._result(outcome)
         context.outbox.put(result)  # on disk before the first attempt: a crash now loses nothing
         deadline = time.monotonic() + context.delivery_seconds
         shutdown = context.shutdown
@@ -232,6 +240,20 @@ class TaskRun:
             # Shutting down: the result is safe on disk, so do not hold the exit for long.
             deadline = min(deadline, max(shutdown.grace_deadline, time.monotonic()) + 5)
         context.outbox.deliver(context.api, result, deadline=deadline)
+
+    def _result(self, outcome: Outcome) -> Result:
+        token = self.task.lease_token
+        if outcome.metrics is not None:
+            try:
+                complete = CompleteRequest(lease_token=token, metrics=outcome.metrics)
+                return Result(self.task.id, "complete", complete.model_dump(mode="json"))
+            except ValidationError as exc:
+                # The server would refuse it (422) and the task would be retried to no end.
+                error = f"the metrics do not fit the API: {_first_problem(exc)}"
+                outcome = Outcome(error=error, retryable=False)
+        error = (outcome.error or "unknown error").replace("\x00", "")[:MAX_ERROR_CHARS]
+        fail = FailRequest(lease_token=token, error=error, retryable=outcome.retryable)
+        return Result(self.task.id, "fail", fail.model_dump(mode="json"))
 
 
 def child_env(slot: Slot, allow: list[str]) -> dict[str, str]:
@@ -252,12 +274,9 @@ def child_env(slot: Slot, allow: list[str]) -> dict[str, str]:
     return env
 
 
-def task_line(slot: Slot, task: dict[str, Any], outcome: Outcome, seconds: float) -> str:
+def task_line(slot: Slot, task: ClaimedTask, outcome: Outcome, seconds: float) -> str:
     """The one INFO line a task leaves in the agent's log."""
-    head = (
-        f"task {task['id']} (experiment {task.get('experiment_id')}, "
-        f"attempt {task.get('attempt')}, {slot})"
-    )
+    head = f"task {task.id} (experiment {task.experiment_id}, attempt {task.attempt}, {slot})"
     if outcome.dropped is not None:
         return f"{head} dropped after {seconds:.1f}s: {outcome.dropped}"
     if outcome.metrics is not None:
@@ -266,3 +285,9 @@ def task_line(slot: Slot, task: dict[str, Any], outcome: Outcome, seconds: float
     kind = "retryable" if outcome.retryable else "final"
     first_line = (outcome.error or "").splitlines()[0] if outcome.error else "unknown error"
     return f"{head} failed ({kind}) after {seconds:.1f}s: {first_line}"
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"

@@ -16,7 +16,7 @@ import httpx
 from worker.agent import Agent
 from worker.config import WorkerSettings
 from worker.http import Backoff
-from worker.resources import Gpu
+from worker.resources import Gpu, Machine
 from worker.runner import Outcome
 
 Reply = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
@@ -35,6 +35,27 @@ def make_task(task_id: int = 1, lease_seconds: float = 3.0, **evaluator: Any) ->
         "lease_expires_at": "2026-01-01T00:00:00Z",
         "lease_seconds": lease_seconds,
     }
+
+
+def worker_answer(worker_id: int) -> dict[str, Any]:
+    """What POST /v1/workers answers (a `WorkerPublic`)."""
+    return {
+        "id": worker_id,
+        "name": "w",
+        "host": "test",
+        "resources": {},
+        "labels": {},
+        "status": "online",
+        "created_at": "2026-01-01T00:00:00Z",
+        "last_seen_at": "2026-01-01T00:00:00Z",
+        "current_tasks": [],
+    }
+
+
+def heartbeat_answer(action: str = "continue", reason: str | None = None) -> dict[str, Any]:
+    """What POST /v1/tasks/{id}/heartbeat answers (a `HeartbeatAnswer`)."""
+    expires = "2026-01-01T00:01:00Z" if action == "continue" else None
+    return {"action": action, "reason": reason, "lease_expires_at": expires}
 
 
 @dataclass
@@ -63,13 +84,13 @@ class FakeServer:
 
     def _default(self, path: str) -> httpx.Response:
         if path == "/v1/workers":
-            return httpx.Response(201, json={"id": next(self.worker_ids)})
+            return httpx.Response(201, json=worker_answer(next(self.worker_ids)))
         if path == "/v1/tasks/claim":
             with self.lock:
                 task = self.tasks.pop(0) if self.tasks else None
             return httpx.Response(200, json=task) if task else httpx.Response(204)
         if path.endswith("/heartbeat"):
-            return httpx.Response(200, json={"action": self.heartbeat_action, "reason": "pruned"})
+            return httpx.Response(200, json=heartbeat_answer(self.heartbeat_action, "pruned"))
         return httpx.Response(200, json={})
 
     def bodies(self, suffix: str) -> list[dict[str, Any]]:
@@ -133,12 +154,10 @@ def make_agent(
     client = httpx.Client(transport=httpx.MockTransport(server), base_url="http://server")
     defaults: dict[str, Any] = {"poll_seconds": 0, "grace_seconds": 5.0}
     config = WorkerSettings(server="http://server", work_dir=work_dir, **{**defaults, **settings})
-    resources = {"host": "test", "cpus": 2, "memory_mb": 1024, "gpus": []}
     agent = Agent(
         client,
         config,
-        resources=resources,
-        gpus=gpus or [],
+        machine=Machine("test", cpus=2, memory_mb=1024, gpus=tuple(gpus or ())),
         start_evaluation=start,
         free_memory=free_memory,
         backoff=Backoff(base=0.01, cap=0.05),

@@ -218,6 +218,41 @@ def test_a_timed_out_task_fails_for_good(tmp_path: Path) -> None:
     assert fail["retryable"] is False and "timed out" in fail["error"]
 
 
+def test_a_claim_answer_with_a_path_for_an_id_is_refused_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim-1"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    server = FakeServer(tasks=[{**make_task(1), "id": "../../victim"}])
+    evaluation = FakeEvaluation()
+    run = AgentThread(make_agent(server, tmp_path / "work", [evaluation]))
+    wait_for(lambda: len(server.bodies("/v1/tasks/claim")) >= 2)  # it carries on claiming
+    run.stop()
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert not server.bodies("/complete") and not server.bodies("/fail")
+    assert not evaluation.handed_out and not evaluation.stopped  # never started
+
+
+def test_metrics_the_api_would_refuse_fail_the_task_for_good(tmp_path: Path) -> None:
+    unsendable = FakeEvaluation(outcome=Outcome(metrics={"x" * 300: 0.5}))
+    server = FakeServer(tasks=[make_task(1)])
+    run = AgentThread(make_agent(server, tmp_path, [unsendable]))
+    (fail,) = wait_for(lambda: server.bodies("/v1/tasks/1/fail"))
+    run.stop()
+    assert fail["retryable"] is False and "metrics do not fit" in fail["error"]
+    assert not server.bodies("/complete")
+
+
+def test_a_report_the_api_would_refuse_still_renews_the_lease(tmp_path: Path) -> None:
+    evaluation = FakeEvaluation(seconds=0.4, reports=[{"step": -1, "val_accuracy": 0.5}])
+    server = FakeServer(tasks=[make_task(1, lease_seconds=60)])
+    run = AgentThread(make_agent(server, tmp_path, [evaluation]))
+    wait_for(lambda: server.bodies("/v1/tasks/1/complete"))
+    run.stop()
+    assert server.bodies("/v1/tasks/1/heartbeat")[0] == {
+        "lease_token": "token-1", "progress": None, "step": None, "metrics": None
+    }  # fmt: skip
+
+
 def test_slots_one_per_gpu_or_n_on_the_cpu_sharing_threads() -> None:
     gpus = [Gpu(0, "A", 80_000), Gpu(3, "B", 80_000)]
     assert [(s.gpu.index if s.gpu else None, s.threads) for s in plan_slots(gpus, 16, None)] == [

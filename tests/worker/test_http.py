@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -10,7 +11,13 @@ import httpx
 import pytest
 import respx
 
-from worker.http import ApiError, Backoff, LeaseLost, ServerApi, Unreachable
+from morphml.wire import ClaimRequest, HeartbeatRequest, WorkerCreate
+from tests.worker.fakes import heartbeat_answer, make_task, worker_answer
+from worker.http import ApiError, Backoff, LeaseLost, MalformedAnswer, ServerApi, Unreachable
+
+REGISTER = WorkerCreate(name="w")
+CLAIM = ClaimRequest(worker_id=1, wait_seconds=0)
+BEAT = HeartbeatRequest(lease_token="t")
 
 
 def fast_api(client: httpx.Client) -> ServerApi:
@@ -28,10 +35,14 @@ def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
 @respx.mock(base_url="http://server")
 def test_5xx_is_retried_until_it_succeeds(respx_mock: respx.MockRouter) -> None:
     route = respx_mock.post("/v1/workers").mock(
-        side_effect=[httpx.Response(503), httpx.Response(502), httpx.Response(201, json={"id": 4})]
+        side_effect=[
+            httpx.Response(503),
+            httpx.Response(502),
+            httpx.Response(201, json=worker_answer(4)),
+        ]
     )
     with httpx.Client(base_url="http://server") as client:
-        assert fast_api(client).register({}, stop=threading.Event()) == 4
+        assert fast_api(client).register(REGISTER, stop=threading.Event()) == 4
     assert route.call_count == 3
 
 
@@ -41,7 +52,7 @@ def test_connection_errors_are_retried(respx_mock: respx.MockRouter) -> None:
         side_effect=[httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.Response(204)]
     )
     with httpx.Client(base_url="http://server") as client:
-        assert fast_api(client).claim({"wait_seconds": 0}, stop=threading.Event()) is None
+        assert fast_api(client).claim(CLAIM, stop=threading.Event()) is None
     assert route.call_count == 3
 
 
@@ -52,7 +63,7 @@ def test_404_and_409_mean_the_lease_is_gone(respx_mock: respx.MockRouter, status
         return_value=httpx.Response(status, json={"detail": "stale lease token"})
     )
     with httpx.Client(base_url="http://server") as client, pytest.raises(LeaseLost, match="stale"):
-        fast_api(client).heartbeat(3, {}, deadline=time.monotonic() + 5)
+        fast_api(client).heartbeat(3, BEAT, deadline=time.monotonic() + 5)
 
 
 @respx.mock(base_url="http://server")
@@ -61,7 +72,7 @@ def test_other_4xx_is_not_retried(respx_mock: respx.MockRouter) -> None:
         return_value=httpx.Response(401, json={"detail": "bad token"})
     )
     with httpx.Client(base_url="http://server") as client, pytest.raises(ApiError, match="401"):
-        fast_api(client).register({}, stop=threading.Event())
+        fast_api(client).register(REGISTER, stop=threading.Event())
     assert route.call_count == 1
 
 
@@ -83,5 +94,53 @@ def test_a_stop_event_cuts_the_backoff_sleep(respx_mock: respx.MockRouter) -> No
     threading.Timer(0.2, stop.set).start()
     started = time.monotonic()
     with pytest.raises(Unreachable, match="interrupted"):
-        api.register({}, stop=stop)
+        api.register(REGISTER, stop=stop)
     assert time.monotonic() - started < 2.0
+
+
+@respx.mock(base_url="http://server")
+def test_answers_are_parsed_into_wire_models(respx_mock: respx.MockRouter) -> None:
+    claim = respx_mock.post("/v1/tasks/claim").mock(
+        return_value=httpx.Response(200, json=make_task(5, timeout_seconds=9))
+    )
+    respx_mock.post("/v1/tasks/5/heartbeat").mock(
+        return_value=httpx.Response(200, json=heartbeat_answer("stop", "pruned"))
+    )
+    with httpx.Client(base_url="http://server") as client:
+        task = fast_api(client).claim(CLAIM, stop=threading.Event())
+        assert task is not None and task.id == 5 and task.evaluator.kind == "python"
+        answer = fast_api(client).heartbeat(task.id, BEAT, deadline=time.monotonic() + 5)
+    assert answer.action == "stop" and answer.reason == "pruned"
+    assert json.loads(claim.calls[0].request.content) == {
+        "worker_id": 1, "wait_seconds": 0.0, "free": None, "labels": None
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "answer"),
+    [
+        ("/v1/tasks/claim", {**make_task(1), "id": "../../../victim"}),
+        ("/v1/tasks/claim", {**make_task(1), "lease_token": None}),
+        ("/v1/workers", {**worker_answer(1), "id": "seven"}),
+        ("/v1/tasks/claim", "not an object"),
+    ],
+)
+@respx.mock(base_url="http://server")
+def test_an_answer_off_the_contract_is_malformed(
+    respx_mock: respx.MockRouter, path: str, answer: object
+) -> None:
+    respx_mock.post(path).mock(return_value=httpx.Response(200, json=answer))
+    with httpx.Client(base_url="http://server") as client, pytest.raises(MalformedAnswer):
+        api = fast_api(client)
+        if path == "/v1/workers":
+            api.register(REGISTER, stop=threading.Event())
+        else:
+            api.claim(CLAIM, stop=threading.Event())
+
+
+@respx.mock(base_url="http://server")
+def test_an_answer_that_is_not_json_is_malformed(respx_mock: respx.MockRouter) -> None:
+    respx_mock.post("/v1/tasks/3/heartbeat").mock(return_value=httpx.Response(200, text="<html>"))
+    with httpx.Client(base_url="http://server") as client:
+        with pytest.raises(MalformedAnswer, match="not JSON"):
+            fast_api(client).heartbeat(3, BEAT, deadline=time.monotonic() + 5)
