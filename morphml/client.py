@@ -25,6 +25,7 @@ from morphml.wire import (
     TasksPublic,
     WorkerPublic,
     WorkersPublic,
+    first_problem,
 )
 
 PAGE_SIZE = 200
@@ -94,7 +95,7 @@ class Client:
             return model.model_validate(data)
         except ValidationError as exc:
             raise APIError(
-                f"{method} {path}: unexpected answer ({_first_problem(exc)}); "
+                f"{method} {path}: unexpected answer ({first_problem(exc)}); "
                 "is the server a different MorphML version?"
             ) from None
 
@@ -184,9 +185,3 @@ def _format_detail(detail: Any) -> str:
                 parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg")))
         return "; ".join(parts)
     return str(detail)
-
-
-def _first_problem(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "body"
-    return f"{where}: {error['msg']}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 # Postgres text cannot hold NUL, so it is refused here rather than failing at the database.
 Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
@@ -253,3 +253,10 @@ class FailRequest(BaseModel):
     lease_token: Text
     error: LongText = ""
     retryable: bool = True
+
+
+def first_problem(exc: ValidationError) -> str:
+    """The first thing that does not fit, in one line: `field.path: message`."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"

@@ -27,6 +27,7 @@ from morphml.wire import (
     HeartbeatRequest,
     WorkerCreate,
     WorkerPublic,
+    first_problem,
 )
 
 log = logging.getLogger("morphml.worker")
@@ -177,9 +178,7 @@ def _parse(model: type[Answer], response: httpx.Response) -> Answer:
     try:
         return model.model_validate(response.json())
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        problem = f"{where}: {error['msg']}"
+        problem = first_problem(exc)
     except ValueError:  # not JSON
         problem = f"not JSON: {response.text[:100]!r}"
     raise MalformedAnswer(response.status_code, f"POST {path}: unexpected answer ({problem})")

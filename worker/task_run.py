@@ -19,7 +19,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from morphml.wire import ClaimedTask, CompleteRequest, FailRequest, HeartbeatRequest
+from morphml.wire import (
+    ClaimedTask,
+    CompleteRequest,
+    FailRequest,
+    HeartbeatRequest,
+    first_problem,
+)
 from worker.config import WorkerSettings
 from worker.http import ApiError, LeaseLost, ServerApi, Unreachable
 from worker.outbox import Outbox, Result
@@ -225,7 +231,7 @@ class TaskRun:
                 metrics=metrics or None,
             )
         except ValidationError as exc:
-            log.warning("task %d: report not sent: %s", self.task.id, _first_problem(exc))
+            log.warning("task %d: report not sent: %s", self.task.id, first_problem(exc))
             return HeartbeatRequest(lease_token=self.task.lease_token)
 
     # -- the result -----------------------------------------------------------------------------
@@ -248,8 +254,9 @@ class TaskRun:
                 complete = CompleteRequest(lease_token=token, metrics=outcome.metrics)
                 return Result(self.task.id, "complete", complete.model_dump(mode="json"))
             except ValidationError as exc:
-                # The server would refuse it (422) and the task would be retried to no end.
-                error = f"the metrics do not fit the API: {_first_problem(exc)}"
+                # The server would refuse it (422): the task would wait out its lease, then be
+                # retried until its attempts ran out, each time with the same result.
+                error = f"the metrics do not fit the API: {first_problem(exc)}"
                 outcome = Outcome(error=error, retryable=False)
         error = (outcome.error or "unknown error").replace("\x00", "")[:MAX_ERROR_CHARS]
         fail = FailRequest(lease_token=token, error=error, retryable=outcome.retryable)
@@ -285,9 +292,3 @@ def task_line(slot: Slot, task: ClaimedTask, outcome: Outcome, seconds: float) -
     kind = "retryable" if outcome.retryable else "final"
     first_line = (outcome.error or "").splitlines()[0] if outcome.error else "unknown error"
     return f"{head} failed ({kind}) after {seconds:.1f}s: {first_line}"
-
-
-def _first_problem(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "body"
-    return f"{where}: {error['msg']}"
