@@ -31,6 +31,24 @@ from server.workers import register_worker
 from tests.server.support import fresh_postgres_database, require_postgres, spec, worker_body
 
 CLAIMERS, TASKS = 16, 1000
+# Every loop below ends when the work is done; a bug could keep it going forever (a task offered
+# again and again, a refill that never comes). Past this, the loop fails and says which one.
+LOOP_SECONDS = 120.0
+
+
+class Deadline:
+    """A time limit shared by the threads of one test; `check` fails the caller once it passed."""
+
+    def __init__(self, seconds: float = LOOP_SECONDS) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def passed(self) -> bool:
+        return time.monotonic() > self.at
+
+    def check(self, what: str) -> None:
+        if self.passed():
+            raise AssertionError(f"after {self.seconds:.0f} s {what}")
 
 
 @pytest.fixture
@@ -80,10 +98,11 @@ def _seed(engine: sa.Engine) -> list[int]:
     return workers
 
 
-def _drain(engine: sa.Engine, worker_id: int) -> list[int]:
-    claimed = []
+def _drain(engine: sa.Engine, worker_id: int, deadline: Deadline) -> list[int]:
+    claimed: list[int] = []
     while isinstance(found := _claim(engine, worker_id), store.Claim):
         claimed.append(found.task.id)
+        deadline.check(f"worker {worker_id} is still claiming ({len(claimed)} tasks so far)")
     return claimed
 
 
@@ -93,9 +112,9 @@ def _claim(engine: sa.Engine, worker_id: int) -> store.Claim | store.Miss:
 
 @pytest.mark.postgres
 def test_sixteen_claimers_get_each_task_exactly_once(pg_engine: sa.Engine) -> None:
-    workers = _seed(pg_engine)
+    workers, deadline = _seed(pg_engine), Deadline()
     with ThreadPoolExecutor(max_workers=CLAIMERS) as pool:
-        batches = list(pool.map(lambda w: _drain(pg_engine, w), workers))
+        batches = list(pool.map(lambda w: _drain(pg_engine, w, deadline), workers))
     claimed = [task_id for batch in batches for task_id in batch]
     assert len(claimed) == TASKS
     assert len(set(claimed)) == TASKS
@@ -107,10 +126,13 @@ def test_sixteen_claimers_get_each_task_exactly_once(pg_engine: sa.Engine) -> No
     assert events == TASKS
 
 
-def _claim_and_complete_until(engine: sa.Engine, worker_id: int, done: threading.Event) -> int:
+def _claim_and_complete_until(
+    engine: sa.Engine, worker_id: int, done: threading.Event, deadline: Deadline
+) -> int:
     """Claim and complete until the experiment is done; how many this worker completed."""
     completed = 0
     while not done.is_set():
+        deadline.check(f"the experiment still runs (worker {worker_id} completed {completed})")
         found = _claim(engine, worker_id)
         if isinstance(found, store.Miss):
             time.sleep(0.01)  # a refill is under way, or was left to the reaper
@@ -123,9 +145,12 @@ def _claim_and_complete_until(engine: sa.Engine, worker_id: int, done: threading
     return completed
 
 
-def _reaper(engine: sa.Engine, experiment_id: int, done: threading.Event) -> None:
-    """The reaper's top-up pass, every 0.2 s, until the experiment has finished."""
-    while not done.wait(0.2):
+def _reaper(
+    engine: sa.Engine, experiment_id: int, done: threading.Event, deadline: Deadline
+) -> None:
+    """The reaper's top-up pass, every 0.2 s, until the experiment has finished (or the deadline
+    passed: then the claimers fail, and say so)."""
+    while not done.wait(0.2) and not deadline.passed():
         feed_running_experiments(engine)
         with read(engine) as connection:
             status = connection.scalar(
@@ -147,12 +172,17 @@ def test_concurrent_completes_tell_every_outcome_once_and_finish(pg_engine: sa.E
         register_worker(pg_engine, body=WorkerCreate.model_validate(worker_body(f"w{i}"))).id
         for i in range(CLAIMERS // 2)
     ]
-    done = threading.Event()
-    reaper = threading.Thread(target=_reaper, args=(pg_engine, experiment_id, done))
+    done, deadline = threading.Event(), Deadline()
+    reaper = threading.Thread(target=_reaper, args=(pg_engine, experiment_id, done, deadline))
     reaper.start()
-    with ThreadPoolExecutor(max_workers=len(workers)) as pool:
-        counts = list(pool.map(lambda w: _claim_and_complete_until(pg_engine, w, done), workers))
-    reaper.join()
+    try:
+        with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+            counts = list(
+                pool.map(lambda w: _claim_and_complete_until(pg_engine, w, done, deadline), workers)
+            )
+    finally:
+        done.set()
+        reaper.join()
     assert sum(counts) == 20
     assert sum(1 for count in counts if count) > 1, "completes were not actually concurrent"
     with read(pg_engine) as connection:
