@@ -16,15 +16,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
-# Postgres text cannot hold NUL, so it is refused here rather than failing at the database.
-Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
-LongText = Annotated[str, StringConstraints(max_length=20_000, pattern=r"^[^\x00]*$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+from morphml.json_safety import bounded_metric, json_safe, no_lone_surrogates, visible_ascii
+
+# Postgres text cannot hold NUL, so it is refused here rather than failing at the database; a
+# lone UTF-16 surrogate (a JSON "\ud800") cannot be encoded at all, so it is refused too: once
+# stored, it would make every listing that shows it fail.
+_Checked = AfterValidator(no_lone_surrogates)
+Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$"), _Checked]
+LongText = Annotated[str, StringConstraints(max_length=20_000, pattern=r"^[^\x00]*$"), _Checked]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$"), _Checked
+]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Metrics = dict[Text, Finite]
+# A reported value: finite and of a magnitude no real metric has (a forged 1e308 is refused).
+MetricValue = Annotated[float, Field(allow_inf_nan=False), AfterValidator(bounded_metric)]
+# At most 64 metrics a report, so a heartbeat cannot carry thousands.
+Metrics = Annotated[dict[Text, MetricValue], Field(max_length=64)]
 Labels = dict[Text, Text]
+# Free-form JSON (a search space, optimizer and evaluator params): no NaN or Infinity, no lone
+# surrogates, at most 32 levels deep; checked before anything is stored.
+JsonObject = Annotated[dict[str, Any], AfterValidator(json_safe)]
+# Lease tokens are URL-safe base64 from the server; anything else is refused before comparing.
+LeaseToken = Annotated[
+    str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$"), AfterValidator(visible_ascii)
+]
 SmallInt = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
 # Task states after which nothing changes any more.
@@ -39,7 +63,7 @@ class Strict(BaseModel):
 
 class OptimizerSpec(Strict):
     name: Name = "default"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
 
 class ObjectiveSpec(Strict):
@@ -49,7 +73,7 @@ class ObjectiveSpec(Strict):
 
 class EvaluatorSpec(Strict):
     kind: Name
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
 
 class BudgetSpec(Strict):
@@ -65,7 +89,7 @@ class ResourceNeeds(Strict):
 
 class PrunerSpec(Strict):
     name: Name
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
 
 def _default_objectives() -> list[ObjectiveSpec]:
@@ -76,7 +100,7 @@ class ExperimentCreate(Strict):
     """The experiment spec (DESIGN.md "The experiment spec, by example"), plus pruner and seed."""
 
     name: Name
-    search_space: dict[str, Any]
+    search_space: JsonObject
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     objectives: list[ObjectiveSpec] = Field(
         default_factory=_default_objectives, min_length=1, max_length=16
@@ -232,7 +256,7 @@ class ClaimedTask(BaseModel):
 
 
 class HeartbeatRequest(BaseModel):
-    lease_token: Text
+    lease_token: LeaseToken
     progress: Finite | None = None
     step: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     metrics: Metrics | None = None
@@ -245,12 +269,12 @@ class HeartbeatAnswer(BaseModel):
 
 
 class CompleteRequest(BaseModel):
-    lease_token: Text
+    lease_token: LeaseToken
     metrics: Metrics
 
 
 class FailRequest(BaseModel):
-    lease_token: Text
+    lease_token: LeaseToken
     error: LongText = ""
     retryable: bool = True
 

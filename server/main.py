@@ -1,4 +1,5 @@
-"""`create_app()`: the FastAPI app, its lifespan (migrations, reaper, LISTEN) and error mapping."""
+"""`create_app()`: the FastAPI app, its lifespan (migrations, reaper, LISTEN, the stop signal),
+error mapping and the offline API docs."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,6 +24,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
 from morphml.errors import MorphMLError
+from server.api import docs
 from server.api.main import api_router
 from server.config import Settings, get_settings
 from server.db import Database, make_engine
@@ -45,14 +50,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="MorphML control plane",
         version="1",
         summary="Experiments, tasks and leases for distributed neural architecture search.",
+        description=docs.API_DESCRIPTION,
         lifespan=_lifespan,
         generate_unique_id_function=operation_id,
+        openapi_tags=docs.TAGS,
+        # Served by `server.api.docs` from packaged assets instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.database = Database(engine, settings.database_threads)
     app.state.metrics = ServerMetrics(engine)
     app.include_router(api_router)
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")
     _add_error_handlers(app)
     app.add_middleware(RequestLatency, metrics=app.state.metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -114,12 +126,22 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _json_safe_error(error: dict[str, Any]) -> dict[str, Any]:
-    safe: dict[str, Any] = {key: error[key] for key in ("type", "loc", "msg") if key in error}
+    """The error without an input JSON cannot carry (NaN, a lone surrogate); a location part
+    that is such a string (a hostile key) is escaped."""
+    safe: dict[str, Any] = {key: error[key] for key in ("type", "msg") if key in error}
+    safe["loc"] = [_encodable(part) for part in error.get("loc", ())]
     try:
-        json.dumps(jsonable_encoder(error.get("input")), allow_nan=False)
-    except (TypeError, ValueError):
+        text = json.dumps(jsonable_encoder(error.get("input")), allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
         return safe
     return {**safe, "input": error.get("input")}
+
+
+def _encodable(part: Any) -> Any:
+    if isinstance(part, str):
+        return part.encode("utf-8", "backslashreplace").decode("utf-8")
+    return part
 
 
 def _handler(status_code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:

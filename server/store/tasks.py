@@ -209,7 +209,8 @@ def lock_task(connection: Connection, task_id: int, lease_token: str) -> Row:
 
 
 def check_token(task_id: int, current: str | None, presented: str) -> None:
-    if current is None or not secrets.compare_digest(current, presented):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    if current is None or not secrets.compare_digest(current.encode(), presented.encode()):
         raise StaleLeaseError(
             f"task {task_id}: lease token is not current (the task was reassigned or finished)"
         )

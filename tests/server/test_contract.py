@@ -292,7 +292,9 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
     assert client.get("/v1/experiments/12345/best").json()["detail"]
 
 
-def _beat(client: TestClient, task: dict[str, Any], step: int, value: float) -> dict[str, Any]:
+def _beat(
+    client: TestClient, task: dict[str, Any], step: int | None, value: float
+) -> dict[str, Any]:
     body = {"lease_token": task["lease_token"], "step": step, "metrics": {"val_accuracy": value}}
     response = client.post(f"/v1/tasks/{task['id']}/heartbeat", json=body)
     assert response.status_code == 200, response.text
@@ -348,3 +350,35 @@ def test_silent_workers_go_offline(make_client: Any) -> None:
     assert worker["status"] == "offline"
     _claim(client, worker_id)
     assert client.get("/v1/workers").json()["data"][0]["status"] == "online"
+
+
+def test_reports_are_appended_a_repeated_step_keeps_its_last_and_a_task_holds_at_most_1000(
+    client: TestClient, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("server.store.intermediate.MAX_STEPS_PER_TASK", 3)
+    _create(client)
+    task = _claim(client, _register(client))
+    assert task is not None
+    for step, value in [(1, 0.1), (1, 0.2), (2, 0.3), (None, 0.4), (5, 0.5)]:
+        assert _beat(client, task, step, value)["action"] == "continue"
+    stored = client.get(
+        f"/v1/experiments/{task['experiment_id']}/tasks", params={"state": "running"}
+    ).json()["data"][0]
+    # Three reports kept (the cap): step 1 twice (the last wins), step 2; the rest refused.
+    assert stored["intermediate"] == {"1": {"val_accuracy": 0.2}, "2": {"val_accuracy": 0.3}}
+
+
+def test_a_pruned_task_keeps_its_last_report_as_its_metrics(client: TestClient) -> None:
+    pruner = {"name": "median", "params": {"warmup_steps": 0, "min_tasks": 1}}
+    experiment = _create(client, pruner=pruner, parallelism=2)
+    worker_id = _register(client)
+    good, bad = _claim(client, worker_id), _claim(client, worker_id)
+    assert good is not None and bad is not None
+    assert _beat(client, good, 1, 0.9)["action"] == "continue"
+    assert _beat(client, bad, 1, 0.1)["action"] == "stop"
+    pruned = client.get(
+        f"/v1/experiments/{experiment['id']}/tasks", params={"state": "pruned"}
+    ).json()["data"]
+    assert [t["id"] for t in pruned] == [bad["id"]]
+    assert pruned[0]["metrics"] == {"val_accuracy": 0.1}
+    assert pruned[0]["intermediate"] == {"1": {"val_accuracy": 0.1}}

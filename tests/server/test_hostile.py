@@ -1,0 +1,91 @@
+"""Hostile and malformed input, on SQLite and Postgres: every one is a 4xx, nothing is stored,
+and nothing stored can break a later answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.server.support import spec, worker_body
+
+
+def _raw_post(client: TestClient, path: str, text: str) -> Any:
+    return client.post(path, content=text, headers={"content-type": "application/json"})
+
+
+def _running_task(client: TestClient) -> dict[str, Any]:
+    assert client.post("/v1/experiments", json=spec()).status_code == 201
+    worker_id = client.post("/v1/workers", json=worker_body()).json()["id"]
+    claimed = client.post("/v1/tasks/claim", json={"worker_id": worker_id, "wait_seconds": 0})
+    assert claimed.status_code == 200
+    return dict(claimed.json())
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda body, bad: body["evaluator"]["params"].update(note=bad),
+        lambda body, bad: body["optimizer"]["params"].update(note=bad),
+        lambda body, bad: body.update(name=bad),
+        lambda body, bad: body["search_space"].update(name=bad),
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_a_spec_is_a_422_and_nothing_is_stored(
+    client: TestClient, where: Any
+) -> None:
+    body = spec()
+    where(body, "PLACEHOLDER")
+    text = json.dumps(body).replace('"PLACEHOLDER"', '"bad \\ud800 text"')
+    response = _raw_post(client, "/v1/experiments", text)
+    assert response.status_code == 422, response.text
+    listed = client.get("/v1/experiments")
+    assert listed.status_code == 200 and listed.json()["count"] == 0
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_in_free_form_json_are_a_422(client: TestClient, token: str) -> None:
+    body = spec()
+    body["evaluator"]["params"]["lr"] = "PLACEHOLDER"
+    text = json.dumps(body).replace('"PLACEHOLDER"', token)
+    response = _raw_post(client, "/v1/experiments", text)
+    assert response.status_code == 422, response.text
+    assert "NaN or Infinity" in response.text
+
+
+def test_deeply_nested_params_are_a_422(client: TestClient) -> None:
+    body = spec()
+    body["evaluator"]["params"]["deep"] = "PLACEHOLDER"
+    text = json.dumps(body).replace('"PLACEHOLDER"', "[" * 500 + "]" * 500)
+    response = _raw_post(client, "/v1/experiments", text)
+    assert response.status_code == 422, response.text
+    assert "nested deeper" in response.text
+
+
+@pytest.mark.parametrize("route", ["complete", "fail", "heartbeat"])
+def test_a_non_ascii_lease_token_is_a_422_not_a_500(client: TestClient, route: str) -> None:
+    task = _running_task(client)
+    body: dict[str, Any] = {"lease_token": "tökén"}
+    if route == "complete":
+        body["metrics"] = {"val_accuracy": 0.5}
+    response = client.post(f"/v1/tasks/{task['id']}/{route}", json=body)
+    assert response.status_code == 422, response.text
+
+
+def test_a_forged_huge_objective_value_is_a_422_and_not_the_best(client: TestClient) -> None:
+    task = _running_task(client)
+    forged = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": 1e308}}
+    response = client.post(f"/v1/tasks/{task['id']}/complete", json=forged)
+    assert response.status_code == 422, response.text
+    experiment = client.get(f"/v1/experiments/{task['experiment_id']}").json()
+    assert experiment["best"] is None and experiment["counts"]["completed"] == 0
+
+
+def test_a_heartbeat_with_thousands_of_metrics_is_a_422(client: TestClient) -> None:
+    task = _running_task(client)
+    metrics = {f"m{i}": 0.5 for i in range(8000)}
+    body = {"lease_token": task["lease_token"], "step": 1, "metrics": metrics}
+    response = client.post(f"/v1/tasks/{task['id']}/heartbeat", json=body)
+    assert response.status_code == 422, response.text
