@@ -7,11 +7,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Request
