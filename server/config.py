@@ -8,6 +8,10 @@ from functools import lru_cache
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from morphml.space.limits import SpaceLimits
+from server.spec import SpecLimits
+
+_SPACE = SpaceLimits()  # the library's defaults
 PLACEHOLDER_TOKENS = frozenset({"changethis", "changeme", "secret", "token"})
 
 
@@ -37,6 +41,14 @@ class Settings(BaseSettings):
     # Threads that run database units for the request handlers; 0 picks 1 on SQLite (its one
     # writer: more threads only queue on its lock) and 8 on Postgres.
     db_threads: int = Field(default=0, ge=0, le=256)
+    # What one experiment may ask of the server (a 422 names the limit): tasks kept in flight,
+    # and what its search space may cost (morphml.space.limits).
+    max_parallelism: int = Field(default=1_000, ge=1, le=100_000)
+    max_space_nodes: int = Field(default=_SPACE.max_nodes, ge=10)
+    max_space_variables: int = Field(default=_SPACE.max_variables, ge=1)
+    max_repeat_depth: int = Field(default=_SPACE.max_repeat_depth, ge=1)
+    max_cell_nodes: int = Field(default=_SPACE.max_cell_nodes, ge=2)
+    max_cells_per_stage: int = Field(default=_SPACE.max_cells_per_stage, ge=1)
 
     @field_validator("admin_token", "worker_token")
     @classmethod
@@ -62,6 +74,17 @@ class Settings(BaseSettings):
         if self.db_threads:
             return self.db_threads
         return 1 if self.database_url.startswith("sqlite") else 8
+
+    @property
+    def spec_limits(self) -> SpecLimits:
+        space = SpaceLimits(
+            max_nodes=self.max_space_nodes,
+            max_variables=self.max_space_variables,
+            max_repeat_depth=self.max_repeat_depth,
+            max_cell_nodes=self.max_cell_nodes,
+            max_cells_per_stage=self.max_cells_per_stage,
+        )
+        return SpecLimits(space=space, max_parallelism=self.max_parallelism)
 
     @property
     def auth_enabled(self) -> bool:

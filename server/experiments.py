@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from server.config import Settings
 from server.db import read_session
 from server.errors import NotFoundError
 from server.models import EXPERIMENT, TASK, Experiment, Task, TaskState
@@ -23,16 +24,18 @@ from server.schemas import (
     TaskPublic,
     TasksPublic,
 )
-from server.spec import validate_spec
+from server.spec import SpecLimits, validate_spec
 from server.store import experiments as store
 from server.store import intermediate
 from server.store.sql import Row
 
 
-def create_experiment(engine: Engine, *, spec: ExperimentCreate) -> ExperimentPublic:
+def create_experiment(
+    engine: Engine, *, spec: ExperimentCreate, limits: SpecLimits | None = None
+) -> ExperimentPublic:
     """Validate (422 naming the field; nothing stored), insert, and queue the first tasks."""
     data = spec.model_dump(mode="json")
-    validate_spec(data)
+    validate_spec(data, limits or Settings().spec_limits)
     experiment_id = store.insert(engine, values=_columns(spec, data))
     return get_experiment(engine, experiment_id=experiment_id)
 

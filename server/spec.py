@@ -3,6 +3,7 @@ field the library refused (a 422 naming it; nothing is stored)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from morphml.errors import MorphMLError
@@ -10,6 +11,7 @@ from morphml.evaluators import EVALUATOR_KINDS
 from morphml.optimizers import Optimizer, make_optimizer
 from morphml.optimizers.pruners import Pruner, make_pruner
 from morphml.space import space_from_dict
+from morphml.space.limits import SpaceLimits, check_space_limits
 from server.errors import InvalidSpecError
 
 
@@ -30,9 +32,27 @@ def build_pruner(spec: dict[str, Any]) -> Pruner:
     return make_pruner(spec.get("pruner"), spec["objectives"])
 
 
-def validate_spec(spec: dict[str, Any]) -> None:
-    """Refuse what the library cannot run: an unknown evaluator, a space, optimizer or pruner
-    it cannot build (`spec` as stored: the request body dumped to JSON)."""
+@dataclass(frozen=True)
+class SpecLimits:
+    """What one experiment may ask of the server (from the settings)."""
+
+    space: SpaceLimits
+    max_parallelism: int
+
+
+def validate_spec(spec: dict[str, Any], limits: SpecLimits) -> None:
+    """Refuse what the library cannot run, or what would cost more than `limits`, before
+    anything is built: an unknown evaluator, a space over its limits, a space, optimizer or
+    pruner the library cannot build (`spec` as stored: the request body dumped to JSON)."""
+    if spec["parallelism"] > limits.max_parallelism:
+        raise InvalidSpecError(
+            f"parallelism: {spec['parallelism']} is over this server's limit of "
+            f"{limits.max_parallelism} (MORPHML_MAX_PARALLELISM)"
+        )
+    try:
+        check_space_limits(spec["search_space"], limits.space)
+    except MorphMLError as exc:
+        raise InvalidSpecError(f"{exc} (MORPHML_MAX_* settings)") from None
     kind = spec["evaluator"]["kind"]
     if kind not in EVALUATOR_KINDS:
         raise InvalidSpecError(

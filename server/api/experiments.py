@@ -10,7 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from server import experiments as service
-from server.deps import AdminAuth, DatabaseDep
+from server.api import examples
+from server.api.responses import errors, extra
+from server.deps import AdminAuth, DatabaseDep, SettingsDep
 from server.models import ExperimentStatus, TaskState
 from server.schemas import (
     ExperimentCreate,
@@ -23,17 +25,55 @@ from server.schemas import (
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"], dependencies=[AdminAuth])
 
-ExperimentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
+ExperimentId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The experiment's id.")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="How many items to skip.")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many items.")]
+
+NO_EXPERIMENT = "No experiment has this id."
+BAD_ID = "The experiment id is not an integer in [1, 2^31 - 1]."
+LIFECYCLE = (
+    "\n\nAdmin token. Lifecycle: `running` -> `paused` (pause) -> `running` (resume); `running` "
+    "or `paused` -> `cancelled` (cancel; its pending and running tasks are cancelled, and their "
+    "workers are told to stop at their next heartbeat). An experiment also ends by itself: "
+    "`completed` at its budget, `failed` when its optimizer raises."
+)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create(spec: ExperimentCreate, database: DatabaseDep) -> ExperimentPublic:
-    return await database.run(service.create_experiment, spec=spec)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an experiment",
+    description="Submit a search: a search space, an optimizer, objectives, an evaluator, a "
+    "budget and how many tasks to keep in flight (`parallelism`). The spec is validated in full "
+    "first (the space, optimizer and pruner are built; the evaluator kind must be known): "
+    "nothing is stored when it is refused. The experiment starts `running` with its first "
+    "`parallelism` tasks queued for workers.\n\nAdmin token.",
+    response_description="The experiment as stored, its first tasks queued.",
+    responses=errors(admin=True, body=True),
+    openapi_extra=extra(
+        invalid="The body does not fit the schema (`detail`: a list, each with the field's "
+        "`loc`), or the spec cannot run: an unknown evaluator kind or optimizer, a search space "
+        "that cannot be built or whose shapes never flow, a space or parallelism over the "
+        "server's limits (`detail`: one message naming the field).",
+        examples=examples.EXPERIMENT,
+    ),
+)
+async def create(
+    spec: ExperimentCreate, database: DatabaseDep, settings: SettingsDep
+) -> ExperimentPublic:
+    limits = settings.spec_limits
+    return await database.run(service.create_experiment, spec=spec, limits=limits)
 
 
-@router.get("", name="list")
+@router.get(
+    "",
+    name="list",
+    summary="List experiments",
+    description="Experiments, newest first, a page at a time (`count` is the total), "
+    "optionally only those in one status.\n\nAdmin token.",
+    responses=errors(admin=True),
+    openapi_extra=extra(invalid="`offset`, `limit` or `status` out of range."),
+)
 async def list_all(
     database: DatabaseDep,
     offset: Offset = 0,
@@ -43,27 +83,77 @@ async def list_all(
     return await database.run(service.list_experiments, offset=offset, limit=limit, status=status)
 
 
-@router.get("/{experiment_id}")
+@router.get(
+    "/{experiment_id}",
+    summary="Get an experiment",
+    description="The experiment: its status, spec, task counts by state, best result so far "
+    "and timestamps.\n\nAdmin token.",
+    responses=errors(admin=True, status_404=NO_EXPERIMENT),
+    openapi_extra=extra(invalid=BAD_ID),
+)
 async def get(experiment_id: ExperimentId, database: DatabaseDep) -> ExperimentPublic:
     return await database.run(service.get_experiment, experiment_id=experiment_id)
 
 
-@router.post("/{experiment_id}/pause")
+@router.post(
+    "/{experiment_id}/pause",
+    summary="Pause an experiment",
+    description="Stop handing out its tasks and asking its optimizer for more; tasks already "
+    "running finish and are recorded." + LIFECYCLE,
+    response_description="The experiment in its new status.",
+    responses=errors(
+        admin=True,
+        status_404=NO_EXPERIMENT,
+        status_409="The experiment is not running (e.g. already finished).",
+    ),
+    openapi_extra=extra(invalid=BAD_ID),
+)
 async def pause(experiment_id: ExperimentId, database: DatabaseDep) -> ExperimentPublic:
     return await database.run(service.change_status, experiment_id=experiment_id, action="pause")
 
 
-@router.post("/{experiment_id}/resume")
+@router.post(
+    "/{experiment_id}/resume",
+    summary="Resume an experiment",
+    description="Hand out its pending tasks again, and tell the optimizer the results that "
+    "arrived while it was paused." + LIFECYCLE,
+    response_description="The experiment in its new status.",
+    responses=errors(
+        admin=True,
+        status_404=NO_EXPERIMENT,
+        status_409="The experiment is not paused (e.g. already finished).",
+    ),
+    openapi_extra=extra(invalid=BAD_ID),
+)
 async def resume(experiment_id: ExperimentId, database: DatabaseDep) -> ExperimentPublic:
     return await database.run(service.change_status, experiment_id=experiment_id, action="resume")
 
 
-@router.post("/{experiment_id}/cancel")
+@router.post(
+    "/{experiment_id}/cancel",
+    summary="Cancel an experiment",
+    description="Stop it for good: pending and running tasks are cancelled." + LIFECYCLE,
+    response_description="The experiment in its new status.",
+    responses=errors(
+        admin=True,
+        status_404=NO_EXPERIMENT,
+        status_409="The experiment is not running or paused (e.g. already finished).",
+    ),
+    openapi_extra=extra(invalid=BAD_ID),
+)
 async def cancel(experiment_id: ExperimentId, database: DatabaseDep) -> ExperimentPublic:
     return await database.run(service.change_status, experiment_id=experiment_id, action="cancel")
 
 
-@router.get("/{experiment_id}/tasks")
+@router.get(
+    "/{experiment_id}/tasks",
+    summary="List an experiment's tasks",
+    description="Its tasks (one per evaluated candidate and budget), oldest first, a page at a "
+    "time, optionally only those in one state; each with its candidate, metrics, "
+    "intermediate reports and lease.\n\nAdmin token.",
+    responses=errors(admin=True, status_404=NO_EXPERIMENT),
+    openapi_extra=extra(invalid="An id, `state`, `offset` or `limit` out of range."),
+)
 async def tasks(
     experiment_id: ExperimentId,
     database: DatabaseDep,
@@ -76,11 +166,28 @@ async def tasks(
     )
 
 
-@router.get("/{experiment_id}/best")
+@router.get(
+    "/{experiment_id}/best",
+    summary="Get an experiment's best task",
+    description="The completed task with the best value of the first objective.\n\nAdmin token.",
+    responses=errors(
+        admin=True,
+        status_404=NO_EXPERIMENT + " Or no task has completed with the objective's metric yet.",
+    ),
+    openapi_extra=extra(invalid=BAD_ID),
+)
 async def best(experiment_id: ExperimentId, database: DatabaseDep) -> TaskPublic:
     return await database.run(service.best_task, experiment_id=experiment_id)
 
 
-@router.get("/{experiment_id}/pareto")
+@router.get(
+    "/{experiment_id}/pareto",
+    summary="Get an experiment's Pareto front",
+    description="The completed tasks that no other completed task beats on every objective "
+    "(for several objectives, e.g. accuracy against size); with one objective, the best "
+    "tasks.\n\nAdmin token.",
+    responses=errors(admin=True, status_404=NO_EXPERIMENT),
+    openapi_extra=extra(invalid=BAD_ID),
+)
 async def pareto(experiment_id: ExperimentId, database: DatabaseDep) -> ParetoPublic:
     return await database.run(service.pareto_front, experiment_id=experiment_id)

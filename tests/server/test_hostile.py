@@ -89,3 +89,50 @@ def test_a_heartbeat_with_thousands_of_metrics_is_a_422(client: TestClient) -> N
     body = {"lease_token": task["lease_token"], "step": 1, "metrics": metrics}
     response = client.post(f"/v1/tasks/{task['id']}/heartbeat", json=body)
     assert response.status_code == 422, response.text
+
+
+def _layers(*middle: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "sequential",
+        "name": "hostile",
+        "layers": [
+            {"type": "input", "shape": [1, 8, 8]},
+            *middle,
+            {"type": "flatten"},
+            {"type": "output", "units": 10},
+        ],
+    }
+
+
+def _repeat(depth: Any, *layers: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "repeat", "depth": depth, "layers": list(layers)}
+
+
+RELU = {"type": "relu"}
+CELL = {"type": "cell", "input_shape": [3, 32, 32], "num_classes": 10}
+
+
+@pytest.mark.parametrize(
+    ("space", "limit"),
+    [
+        ({**CELL, "num_nodes": 100_000}, "max_cell_nodes"),
+        ({**CELL, "cells_per_stage": 1_000_000}, "max_cells_per_stage"),
+        (_layers(_repeat({"int": [0, 1_000_000_000]}, RELU)), "max_repeat_depth"),
+        (_layers(_repeat([1, 100], _repeat([1, 100], RELU))), "max_nodes"),
+        (_layers(*[RELU] * 6_000), "max_nodes"),
+        (_layers({"type": "flatten"}, *[{"type": "dense", "units": [8, 16]}] * 6_000), "max_nodes"),
+    ],
+)
+def test_a_space_that_would_exhaust_the_host_is_a_422_naming_the_limit(
+    client: TestClient, space: dict[str, Any], limit: str
+) -> None:
+    response = client.post("/v1/experiments", json=spec(search_space=space))
+    assert response.status_code == 422, response.text[:300]
+    assert limit in response.json()["detail"]
+    assert client.get("/v1/experiments").json()["count"] == 0
+
+
+def test_parallelism_is_capped_by_the_server(client: TestClient) -> None:
+    response = client.post("/v1/experiments", json=spec(parallelism=100_000))
+    assert response.status_code == 422
+    assert "MORPHML_MAX_PARALLELISM" in response.json()["detail"]
