@@ -1,5 +1,5 @@
 # The two README commands: `make demo` runs the main job, `make test` the whole suite.
-.PHONY: venv demo test lint typecheck pytest openapi
+.PHONY: venv demo test lint typecheck pytest openapi wheel
 
 VENV := .venv/bin
 
@@ -24,3 +24,9 @@ test: lint typecheck pytest
 
 openapi: venv
 	$(VENV)/python -m server.openapi > openapi.json
+
+# sdist, then the wheel built from it (never from the working tree's build/: setuptools would ship
+# modules deleted since the last build). build/ is ignored by git.
+wheel: venv
+	rm -rf build/dist
+	$(VENV)/python -m build --outdir build/dist
