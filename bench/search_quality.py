@@ -2,7 +2,8 @@
 
 For every method and seed, run `--evals` evaluations on the tabular benchmark (noisy per-seed
 validation accuracy, as the benchmark defines) and record the TRUE mean validation accuracy of
-the incumbent (the best observed candidate) after 25/50/100/200 evaluations. Two modes:
+the incumbent (the best observed candidate) after 25/50/100/200 evaluations; the evaluator
+reports fractions, the table prints percent as the benchmark's papers do. Two modes:
 sequential (ask 1, tell 1) and batch (ask 8, tell them back in a shuffled order). Also times one
 ask+tell at 1,000 tells for every MorphML optimizer.
 
@@ -134,13 +135,14 @@ def time_ask_tell(name: str, tells: int) -> float:
 
 
 def table(results: dict[tuple[str, int], list[list[float]]], evals: int) -> str:
+    """Mean true accuracy of the incumbent at each checkpoint in percent (curves hold fractions)."""
     checkpoints = [c for c in CHECKPOINTS if c <= evals]
     lines = ["| method | mode | " + " | ".join(f"@{c}" for c in checkpoints) + " |"]
     lines.append("|---|---|" + "---|" * len(checkpoints))
     for (name, batch), curves in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
         means = [statistics.fmean(curve[c - 1] for curve in curves) for c in checkpoints]
         mode = "sequential" if batch == 1 else f"{batch} in flight"
-        lines.append(f"| {name} | {mode} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
+        lines.append(f"| {name} | {mode} | " + " | ".join(f"{100 * m:.2f}" for m in means) + " |")
     return "\n".join(lines)
 
 

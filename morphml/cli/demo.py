@@ -1,9 +1,10 @@
 """`morphml demo`: a real distributed NAS run on this machine, from nothing to a leaderboard.
 
-Starts `morphml-server` on the embedded SQLite default and local `morphml-worker` processes,
-submits an experiment, shows live progress, then writes the leaderboard (JSON and CSV), the best
-architecture as standalone PyTorch source and a convergence plot. Every process it started is
-stopped on the way out, Ctrl-C included.
+Starts `morphml-server` on SQLite (`<run dir>/morphml.db`) and local `morphml-worker` processes
+(work directories `<run dir>/worker-N/`, logs in `<run dir>/logs/`), submits an experiment, shows
+live progress, then writes the leaderboard with each candidate (JSON and CSV), the best
+architecture as standalone PyTorch source and as JSON, and a convergence plot. Every process it
+started is stopped on the way out; Ctrl-C writes the results so far first.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.console import Console
 
 from morphml.architecture import Architecture
 from morphml.cli import render
-from morphml.cli.local_search import demo_space
+from morphml.cli.local_search import demo_space, write_best
 from morphml.cli.plots import plot_convergence
 from morphml.cli.processes import local_cluster
 from morphml.cli.watch import watch_experiment
@@ -82,44 +83,71 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def run_dir_for(out: Path, kind: str) -> Path:
+    """A new `out/<kind>-<time>/` (absolute: workers run each evaluation in its task directory)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = out.resolve() / f"{kind}-{stamp}"
+    suffix = 1
+    while run_dir.exists():  # two runs in the same second
+        suffix += 1
+        run_dir = out.resolve() / f"{kind}-{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
 def run_demo(options: DemoOptions, console: Console) -> Path:
+    """Run the demo; on Ctrl-C (or SIGTERM) write the results so far, stop every process it
+    started, then raise KeyboardInterrupt."""
     # Ctrl-C and SIGTERM unwind through `local_cluster`, which stops every process it started.
     # Set explicitly: a shell starting us in the background hands down SIGINT as ignored.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    kind = "nb201" if options.tabular else "mnist"
-    # Absolute: workers run each evaluation with its task directory as the working directory.
-    run_dir = options.out.resolve() / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_dir_for(options.out, "nb201" if options.tabular else "mnist")
     if options.tabular:
         spec, slots = tabular_spec(options.evaluations or 200), 4
     else:
         spec, slots = mnist_spec(options.evaluations or 30), 1
     console.print(f"run directory: {run_dir}")
+    interrupted = False
     with local_cluster(run_dir, options.workers, slots) as url, Client(url) as client:
         console.print(f"server {url}  (Swagger UI: {url}/docs)  {options.workers} workers")
         experiment = client.create_experiment(spec)
         console.print(f"submitted experiment {experiment.id}: {spec['name']}")
-        experiment = watch_experiment(client, experiment.id, console)
+        try:
+            experiment = watch_experiment(client, experiment.id, console)
+        except KeyboardInterrupt:
+            interrupted = True
+            console.print("interrupted: writing the results so far, then stopping")
+            experiment = client.experiment(experiment.id)
         tasks = client.tasks(experiment.id)
     _write_outputs(run_dir, experiment, tasks, console)
+    if interrupted:
+        raise KeyboardInterrupt
     return run_dir
 
 
 def _write_outputs(run_dir: Path, experiment: Any, tasks: list[Any], console: Console) -> None:
     rows = render.result_rows(experiment, tasks)
-    title = f"Leaderboard ({len(rows)} evaluations)"
-    columns = render.leaderboard_columns(experiment)
-    console.print(render.rows_table(rows[:10], title, columns))
+    if rows:
+        title = f"Leaderboard ({len(rows)} evaluations)"
+        columns = render.leaderboard_columns(experiment, rows)
+        console.print(render.rows_table(rows[:10], title, columns))
+    else:
+        console.print(f"no completed evaluation ({render.counts_text(experiment)})")
     (run_dir / "results.json").write_text(render.rows_json(rows) + "\n")
     (run_dir / "results.csv").write_text(render.rows_csv(rows))
     (run_dir / "experiment.json").write_text(
-        json.dumps(experiment.model_dump(mode="json"), indent=2)
+        json.dumps(experiment.model_dump(mode="json"), indent=2) + "\n"
     )
     ranked = render.ranked(experiment, tasks)
     if ranked:
-        best = Architecture.from_dict(ranked[0].candidate["architecture"])
-        (run_dir / "best_model.py").write_text(best.to_pytorch_source("BestNet"))
+        write_best(Architecture.from_dict(ranked[0].candidate["architecture"]), run_dir)
         metric = render.objectives(experiment)[0]["metric"]
         plot_convergence(render.convergence(experiment, tasks), metric, run_dir / "convergence.png")
-    console.print(f"wrote {run_dir}/: results.json, results.csv, best_model.py, convergence.png")
+    console.print(wrote_line(run_dir), markup=False, highlight=False, soft_wrap=True)
+
+
+def wrote_line(run_dir: Path) -> str:
+    """`wrote /path/run/: a.json, b.csv, logs/, ...`: every file and folder in the run directory."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir())
+    return f"wrote {run_dir}/: " + ", ".join(names)

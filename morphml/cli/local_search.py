@@ -45,13 +45,26 @@ class Scored:
     seconds: float
 
     def row(self) -> dict[str, Any]:
+        """Everything about one evaluation, the candidate included (for results.json/.csv)."""
         a = self.architecture
         return {
             "hash": a.hash[:12],
             "params": a.num_params,
+            "mflops": round(a.flops / 1e6, 3),
             **self.metrics,
             "seconds": self.seconds,
+            "candidate_hash": a.hash,
+            "config": a.config,
+            "architecture": a.to_dict(),
         }
+
+
+# What the local leaderboard shows: what fits 80 columns (the other scores are in results.json).
+LOCAL_COLUMNS = ["rank", "hash", "params", "mflops", "naswot", "synflow", "seconds"]
+
+
+def local_rows(found: list[Scored]) -> list[dict[str, Any]]:
+    return [{"rank": rank, **s.row()} for rank, s in enumerate(found, start=1)]
 
 
 def run_local_search(
@@ -82,9 +95,18 @@ def _score(candidate: Candidate, evaluate: Any, params: dict[str, Any], tell: An
     return Scored(candidate.architecture, metrics, time.perf_counter() - start)
 
 
+UNTRAINED_NOTE = (
+    "# Untrained: the architecture only; the weights of its evaluation were not kept.\n"
+    "# BestNet() builds it with fresh weights: train it on your data. `python best_model.py`\n"
+    "# checks that it runs.\n"
+)
+
+
 def write_best(best: Architecture, out_dir: Path) -> Path:
+    """`best_model.py` (standalone PyTorch source of the untrained architecture) and
+    `best_architecture.json` (`Architecture.from_json` reads it back)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "best_model.py"
-    path.write_text(best.to_pytorch_source("BestNet"))
-    (out_dir / "best_architecture.json").write_text(best.to_json())
+    path.write_text(UNTRAINED_NOTE + best.to_pytorch_source("BestNet"))
+    (out_dir / "best_architecture.json").write_text(best.to_json() + "\n")
     return path

@@ -1,27 +1,31 @@
 """`morphml`: the user command line (typer for commands, rich for tables and progress).
 
 Server URL and token come from `--server`/`--token` or MORPHML_SERVER / MORPHML_TOKEN. A user
-mistake prints one line and exits non-zero; it never shows a traceback.
+mistake prints one line (cut to the terminal's width) and exits non-zero; it never shows a
+traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, NoReturn
 
+import click
 import typer
 from rich.console import Console
 
 from morphml import __version__
 from morphml.architecture import Architecture
 from morphml.cli import render
-from morphml.cli.demo import DemoOptions, run_demo
-from morphml.cli.local_search import run_local_search, write_best
+from morphml.cli.demo import DemoOptions, run_demo, run_dir_for, wrote_line
+from morphml.cli.local_search import LOCAL_COLUMNS, local_rows, run_local_search, write_best
 from morphml.cli.plots import plot_convergence, plot_pareto
 from morphml.cli.specs import load_spec
-from morphml.cli.watch import watch_experiment
+from morphml.cli.watch import first_error, watch_experiment
 from morphml.client import Client
 from morphml.errors import MorphMLError
 
@@ -73,41 +77,42 @@ def submit(
     experiment = State.client().create_experiment(load_spec(spec))
     console.print(f"experiment {experiment.id} ({experiment.name}) {experiment.status}")
     if watch:
-        watch_experiment(State.client(), experiment.id, console)
+        _watch(experiment.id)
 
 
 @app.command()
 def experiments(
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
 ) -> None:
-    """List experiments."""
-    rows = []
-    for e in State.client().experiments(status):
-        best = e.best.value if e.best else None
-        budget = e.max_evaluations
-        rows.append(
-            {
-                "id": e.id,
-                "name": e.name,
-                "status": e.status,
-                "done": e.done,
-                "budget": budget,
-                "best": best,
-            }
-        )
+    """List experiments: status, progress, failed tasks, best value and error."""
+    rows = [render.experiment_row(e) for e in State.client().experiments(status)]
+    if rows and not any(row["error"] for row in rows):
+        for row in rows:
+            del row["error"]
     console.print(render.rows_table(rows, "Experiments"))
 
 
 @app.command()
 def watch(experiment_id: ExperimentId) -> None:
-    """Show a progress bar until the experiment finishes."""
-    watch_experiment(State.client(), experiment_id, console)
+    """Show a progress bar until the experiment finishes (Ctrl-C stops watching, not it)."""
+    _watch(experiment_id)
 
 
-def _rows(experiment_id: int) -> list[dict[str, Any]]:
+def _watch(experiment_id: int) -> None:
     client = State.client()
-    experiment = client.experiment(experiment_id)
-    return render.result_rows(experiment, client.tasks(experiment_id))
+    try:
+        watch_experiment(client, experiment_id, console)
+    except KeyboardInterrupt:
+        experiment = client.experiment(experiment_id)
+        rows = render.result_rows(experiment, client.tasks(experiment_id))
+        columns = render.leaderboard_columns(experiment, rows)
+        title = f"Experiment {experiment_id} so far: {render.counts_text(experiment)}"
+        console.print(render.rows_table(rows[:10], title, columns))
+        console.print(
+            f"stopped watching; experiment {experiment_id} is {experiment.status} on the server "
+            f"(morphml cancel {experiment_id} stops it)"
+        )
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -116,18 +121,37 @@ def results(
     top: Annotated[int, typer.Option(min=1, help="How many rows.")] = 10,
     format: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
 ) -> None:
-    """The best completed evaluations."""
+    """The best completed evaluations (with each candidate's config and architecture in JSON
+    and CSV); exits 1 when nothing has completed."""
     if format not in ("table", "json", "csv"):
         raise MorphMLError(f"--format: expected table, json or csv, got {format!r}")
-    rows = _rows(experiment_id)[:top]
+    client = State.client()
+    experiment = client.experiment(experiment_id)
+    rows = render.result_rows(experiment, client.tasks(experiment_id))
+    error = first_error(client, experiment)
+    if not rows:
+        because = f"; first error: {error}" if error else ""
+        _fail(
+            f"experiment {experiment_id} ({experiment.status}) has no completed evaluation: "
+            f"{render.counts_text(experiment)}{because}",
+            code=1,
+        )
+    rows = rows[:top]
     if format == "json":
         sys.stdout.write(render.rows_json(rows) + "\n")
     elif format == "csv":
         sys.stdout.write(render.rows_csv(rows))
     else:
         title = f"Experiment {experiment_id}: top {top}"
-        columns = render.leaderboard_columns(State.client().experiment(experiment_id))
-        console.print(render.rows_table(rows, title, columns))
+        console.print(render.rows_table(rows, title, render.leaderboard_columns(experiment, rows)))
+        console.print(f"{experiment.status}: {render.counts_text(experiment)}", markup=False)
+        if error:
+            console.print(
+                f"first error: {render.one_line(error)}",
+                markup=False,
+                overflow="ellipsis",
+                no_wrap=True,
+            )
 
 
 @app.command()
@@ -228,29 +252,91 @@ def plot(
 
 @app.command()
 def demo(
-    tabular: Annotated[bool, typer.Option(help="NAS-Bench-201 via the tabular evaluator.")] = False,
-    local: Annotated[bool, typer.Option(help="One process, no server: sample and score.")] = False,
-    evaluations: Annotated[int | None, typer.Option(min=1, help="Budget (evaluations).")] = None,
+    tabular: Annotated[
+        bool, typer.Option(help="NAS-Bench-201 CIFAR-10 via the tabular evaluator.")
+    ] = False,
+    local: Annotated[
+        bool, typer.Option(help="One process, no server: sample and score with proxies.")
+    ] = False,
+    evaluations: Annotated[
+        int | None, typer.Option(min=1, help="Budget (default: 30 MNIST, 200 tabular, 12 local).")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Local workers to start.")] = 2,
-    out: Annotated[Path, typer.Option(help="Where results go.")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("results"),
 ) -> None:
     """Run a real NAS experiment: a local server, workers, live progress, results and plots."""
     if local:
-        found = run_local_search(evaluations or 12, "proxy", {"dataset": "mnist"}, "naswot", 0)
-        console.print(render.rows_table([r.row() for r in found[:10]], "Leaderboard"))
-        console.print(f"best architecture written to {write_best(found[0].architecture, out)}")
+        _demo_local(evaluations or 12, out)
         return
     run_demo(
         DemoOptions(tabular=tabular, evaluations=evaluations, workers=workers, out=out), console
     )
 
 
+def _demo_local(evaluations: int, out: Path) -> None:
+    run_dir = run_dir_for(out, "local")
+    console.print(f"run directory: {run_dir}")
+    found = run_local_search(evaluations, "proxy", {"dataset": "mnist"}, "naswot", 0)
+    rows = local_rows(found)
+    title = f"Leaderboard ({len(rows)} architectures, by naswot)"
+    console.print(render.rows_table(rows[:10], title, LOCAL_COLUMNS))
+    (run_dir / "results.json").write_text(render.rows_json(rows) + "\n")
+    (run_dir / "results.csv").write_text(render.rows_csv(rows))
+    if found:
+        write_best(found[0].architecture, run_dir)
+    console.print(wrote_line(run_dir), markup=False, highlight=False, soft_wrap=True)
+
+
+def terminal_width() -> int | None:
+    """The width error lines are cut to: $COLUMNS, else the terminal's; None when neither (a
+    pipe or a log file gets the whole line)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stderr.isatty():
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    return None
+
+
+def error_line(message: str) -> str:
+    """`error: ...` on one line that fits the terminal. A server's refusal drops the request
+    (`POST /v1/experiments: 422 x` -> `422 x`): the reason is what the user needs."""
+    message = re.sub(r"^(GET|POST|PUT|PATCH|DELETE) /\S*: ", "", message)
+    message = re.sub(r"\[Errno -?\d+\] ", "", message)
+    return render.one_line(f"error: {message}", terminal_width())
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.write(error_line(message) + "\n")
+    sys.exit(code)
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """What the command-line parser raises for a usage mistake: click's exceptions, or those of
+    the copy of click that newer typer releases carry (typer.TyperException)."""
+    found: list[type[Exception]] = [click.ClickException]
+    vendored = getattr(typer, "TyperException", None)
+    if isinstance(vendored, type) and issubclass(vendored, Exception):
+        found.append(vendored)
+    return tuple(found)
+
+
 def main() -> None:
     try:
-        app()
-    except MorphMLError as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
+        code = app(standalone_mode=False)
+    except _usage_errors() as exc:  # a bad option, a missing argument, no command at all
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]  # the help text: `morphml` alone
+            sys.exit(2)
+        context = getattr(exc, "ctx", None)
+        where = f"{context.command_path}: " if context is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(f"{where}{message} (see --help)", int(getattr(exc, "exit_code", 2)))
+    except (click.exceptions.Abort, typer.Abort):
+        _fail("aborted", 130)
+    except MorphMLError as exc:  # APIError included: the server's reason
+        _fail(str(exc))
     except json.JSONDecodeError as exc:
-        errors.print(f"error: invalid JSON: {exc}", markup=False)
-        sys.exit(2)
+        _fail(f"invalid JSON: {exc}")
+    sys.exit(code if isinstance(code, int) else 0)

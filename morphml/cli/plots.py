@@ -15,7 +15,7 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")  # no display on GPU boxes and CI
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MorphMLError("plotting needs matplotlib: pip install 'morphml[plot]'") from None
+        raise MorphMLError("plotting needs matplotlib: pip install matplotlib") from None
     return plt
 
 

@@ -33,6 +33,9 @@ def ranked(experiment: Experiment, tasks: list[Task]) -> list[Task]:
 
 
 def result_rows(experiment: Experiment, tasks: list[Task]) -> list[dict[str, Any]]:
+    """Completed evaluations, best first: identity, size, metrics, then the candidate itself
+    (`candidate_hash`, `candidate_budget`, `config`, `architecture`), so the winner can be rebuilt
+    with `Architecture.from_dict(row["architecture"])`."""
     rows = []
     for rank, task in enumerate(ranked(experiment, tasks), start=1):
         architecture = Architecture.from_dict(task.candidate["architecture"])
@@ -44,13 +47,21 @@ def result_rows(experiment: Experiment, tasks: list[Task]) -> list[dict[str, Any
             "mflops": round(architecture.flops / 1e6, 3),
         }
         row.update(task.metrics or {})
+        row.update(
+            {
+                "candidate_hash": architecture.hash,
+                "candidate_budget": task.candidate.get("budget"),
+                "config": architecture.config,
+                "architecture": task.candidate["architecture"],
+            }
+        )
         rows.append(row)
     return rows
 
 
 def rows_table(rows: list[dict[str, Any]], title: str, columns: list[str] | None = None) -> Table:
     columns = columns or list(dict.fromkeys(key for row in rows for key in row))
-    table = Table(*columns, title=title)
+    table = Table(*columns, title=title, show_edge=False)  # two columns more on 80-wide terminals
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     return table
@@ -62,18 +73,25 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def leaderboard_columns(experiment: Experiment) -> list[str]:
-    """The columns a terminal has room for: identity, size, the objectives, training time."""
+def leaderboard_columns(experiment: Experiment, rows: list[dict[str, Any]]) -> list[str]:
+    """The columns an 80-column terminal has room for: identity, size, the objectives, and the
+    training time when the evaluator reports one (`train_seconds`, or the table's `train_time`)."""
     metrics = [o["metric"] for o in objectives(experiment)]
-    return ["rank", "task", "hash", "params", "mflops", *metrics, "train_seconds"]
+    present = {key for row in rows for key in row}
+    times = [name for name in ("train_seconds", "train_time") if name in present][:1]
+    return ["rank", "task", "hash", "params", "mflops", *metrics, *times]
 
 
 def rows_csv(rows: list[dict[str, Any]]) -> str:
+    """One row per evaluation; nested values (`config`, `architecture`) as JSON text."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(rows)
+    for row in rows:
+        writer.writerow(
+            {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
+        )
     return out.getvalue()
 
 
@@ -95,3 +113,37 @@ def convergence(experiment: Experiment, tasks: list[Task]) -> list[tuple[int, fl
         best = value if best is None else better(best, value)
         points.append((index, value, best))
     return points
+
+
+def one_line(text: str, width: int | None = None) -> str:
+    """`text` on one line (whitespace collapsed), cut to `width` characters with an ellipsis."""
+    line = " ".join(str(text).split())
+    if width is not None and len(line) > width:
+        return line[: max(0, width - 1)] + "…"
+    return line
+
+
+def counts_text(experiment: Experiment) -> str:
+    """`28 completed, 2 failed, 1 running` (states with no task left out; never empty)."""
+    counts = experiment.counts
+    order = ("completed", "failed", "running", "pending", "pruned", "cancelled")
+    parts = [f"{counts[state]} {state}" for state in order if counts.get(state)]
+    return ", ".join(parts) or "no tasks yet"
+
+
+def best_text(experiment: Experiment) -> str:
+    return f"{experiment.best.value:.4g}" if experiment.best else "-"
+
+
+def experiment_row(experiment: Experiment, error_width: int = 40) -> dict[str, Any]:
+    """One line of `morphml experiments`."""
+    return {
+        "id": experiment.id,
+        "name": experiment.name,
+        "status": experiment.status,
+        "done": experiment.done,
+        "failed": experiment.counts.get("failed", 0),
+        "budget": experiment.max_evaluations,
+        "best": experiment.best.value if experiment.best else None,
+        "error": one_line(experiment.error, error_width) if experiment.error else "",
+    }

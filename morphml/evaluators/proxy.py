@@ -4,9 +4,10 @@ Returns `synflow` (log of the summed |theta * dR/dtheta| for R the output of the
 through |theta|, Tanaka et al. 2020), `naswot` (log-determinant of the kernel of binary
 activation codes, Mellor et al. 2021), `jacob_cov` (how decorrelated the input Jacobians are),
 `grad_norm` (L2 norm of the loss gradient), `num_params` and `flops`. Higher is better for all
-but the last two. Params: `dataset` (as `train`, default "digits"), `batch_size` (64), `seed` (0),
-`device` ("auto"). Every score is finite; degenerate networks score the floor of -1e9 rather than
--inf so results stay JSON. The budget is ignored.
+but the last two. Params (declared in morphml.evaluators.params): `dataset` (as `train`, default
+"digits"), `batch_size` (64, at least 2), `seed` (0), `device` ("auto"). Every score is finite;
+degenerate networks score the floor of -1e9 rather than -inf so results stay JSON. The budget is
+ignored.
 """
 
 from __future__ import annotations
@@ -18,25 +19,23 @@ import torch
 from torch import nn
 
 from morphml.architecture import Architecture
-from morphml.evaluators.base import EvaluatorError, Report
+from morphml.evaluators.base import Report
 from morphml.evaluators.datasets import load_dataset
+from morphml.evaluators.params import parse_params
 from morphml.evaluators.train import configure_threads, pick_device
 
 FLOOR = -1e9
 ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
-PARAMS = {"dataset", "batch_size", "seed", "device", "timeout_seconds"}
 
 
 def evaluate(
     architecture: Architecture, budget: float | None, params: dict[str, Any], report: Report
 ) -> dict[str, float]:
-    unknown = sorted(set(params) - PARAMS)
-    if unknown:
-        raise EvaluatorError(f"evaluator.params.{unknown[0]}: unknown; known: {sorted(PARAMS)}")
+    params = parse_params("proxy", params)
     configure_threads()
-    seed = int(params.get("seed", 0))
+    seed = params["seed"]
     torch.manual_seed(seed)
-    device = pick_device(str(params.get("device", "auto")))
+    device = pick_device(params["device"])
     x, y = one_batch(architecture, params, seed, device)
     model = architecture.to_module().to(device)
     return {
@@ -52,10 +51,8 @@ def evaluate(
 def one_batch(
     architecture: Architecture, params: dict[str, Any], seed: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    size = int(params.get("batch_size", 64))
-    if size < 2:
-        raise EvaluatorError("evaluator.params.batch_size: expected at least 2")
-    data = load_dataset(str(params.get("dataset", "digits"))).subset(size, 1, seed)
+    size = params["batch_size"]
+    data = load_dataset(params["dataset"]).subset(size, 1, seed)
     data = data.fit_to_input(architecture.input_shape)
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     return x.to(device), (y % architecture.output_shape[0]).to(device)

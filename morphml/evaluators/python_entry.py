@@ -14,6 +14,7 @@ from typing import Any
 
 from morphml.architecture import Architecture
 from morphml.evaluators.base import EvaluatorError, Report
+from morphml.evaluators.params import parse_params
 
 ALLOW_ENV = "MORPHML_ALLOW"
 
@@ -21,11 +22,7 @@ ALLOW_ENV = "MORPHML_ALLOW"
 def evaluate(
     architecture: Architecture, budget: float | None, params: dict[str, Any], report: Report
 ) -> dict[str, float]:
-    target = params.get("function")
-    if not isinstance(target, str) or ":" not in target:
-        raise EvaluatorError(
-            "evaluator.params.function: expected 'package.module:function', got " + repr(target)
-        )
+    target: str = parse_params("python", params)["function"]
     module_name, _, function_name = target.partition(":")
     allowed = allow_list()
     if not is_allowed(module_name, allowed):

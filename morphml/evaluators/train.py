@@ -1,14 +1,17 @@
 """The `train` evaluator: train `architecture.to_module()` with PyTorch and validate every epoch.
 
-Params (all optional): `dataset` ("digits", "mnist" or a .npz path; default "digits"),
-`epochs` (used when the task has no budget; default 1), `optimizer` ("adam", "adamw", "sgd"),
-`lr` (default 1e-3 for Adam/AdamW, 0.05 for SGD), `momentum` (SGD, 0.9), `batch_size` (64),
-`weight_decay` (0), `seed` (0), `train_size`/`val_size` (random subsets), `device`
-("auto": the GPU when one is visible, else "cpu"). The budget is the number of epochs (rounded up).
+Params (all optional; declared with their types and ranges in morphml.evaluators.params):
+`dataset` ("digits", "mnist" or a .npz path; default "digits"), `epochs` (used when the task has
+no budget; default 1), `optimizer` ("adam", "adamw", "sgd"), `lr` (default 1e-3 for Adam/AdamW,
+0.05 for SGD), `momentum` (SGD, 0.9), `batch_size` (64), `weight_decay` (0), `seed` (0),
+`train_size`/`val_size` (random subsets), `device` ("auto": the GPU when one is visible, else
+"cpu"), `timeout_seconds` (read by the worker agent). The budget is the number of epochs (rounded
+up).
 
 Reports `epoch`, `step`, `progress`, `val_accuracy`, `val_loss` after each epoch and returns
-`val_accuracy`, `val_loss`, `num_params`, `flops`, `train_seconds`, `latency_ms` (one example,
-median of repeated forward passes). On the CPU a seed gives identical results run after run.
+`val_accuracy` (a fraction in [0, 1], like every evaluator), `val_loss`, `num_params`, `flops`,
+`train_seconds`, `latency_ms` (one example, median of repeated forward passes). On the CPU a seed
+gives identical results run after run.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import math
 import os
 import statistics
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,9 +29,9 @@ from torch import nn
 from morphml.architecture import Architecture
 from morphml.evaluators.base import EvaluatorError, Report
 from morphml.evaluators.datasets import Dataset, load_dataset
+from morphml.evaluators.params import parse_params
 
 THREADS_ENV = "MORPHML_TORCH_THREADS"
-OPTIMIZERS = ("adam", "adamw", "sgd")
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
 EVAL_BATCH = 512
 LATENCY_RUNS = 20
@@ -36,45 +39,29 @@ LATENCY_RUNS = 20
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The evaluator's params, checked, with defaults filled in."""
+    """The evaluator's params, checked, with defaults filled in (types, ranges and defaults are
+    declared in morphml.evaluators.params; build it with `from_params`)."""
 
-    dataset: str = "digits"
-    epochs: int = 1
-    optimizer: str = "adam"
-    lr: float | None = None
-    momentum: float = 0.9
-    batch_size: int = 64
-    weight_decay: float = 0.0
-    seed: int = 0
-    train_size: int | None = None
-    val_size: int | None = None
-    device: str = "auto"
-    timeout_seconds: float | None = None  # read by the worker agent, accepted here
+    dataset: str
+    epochs: int
+    optimizer: str
+    lr: float | None
+    momentum: float
+    batch_size: int
+    weight_decay: float
+    seed: int
+    train_size: int | None
+    val_size: int | None
+    device: str
+    timeout_seconds: float | None  # read by the worker agent, accepted here
 
     @classmethod
     def from_params(cls, params: dict[str, Any], budget: float | None) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise EvaluatorError(f"evaluator.params.{unknown[0]}: unknown; known: {sorted(known)}")
-        config = cls(**params)
+        """The params checked against their declaration; the budget, if any, sets the epochs."""
+        parsed = parse_params("train", params)
         if budget is not None:
-            config = cls(**{**params, "epochs": max(1, math.ceil(float(budget) - 1e-9))})
-        config.check()
-        return config
-
-    def check(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise EvaluatorError(f"evaluator.params.optimizer: expected one of {list(OPTIMIZERS)}")
-        for name in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise EvaluatorError(f"evaluator.params.{name}: expected a positive int")
-        for name in ("train_size", "val_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise EvaluatorError(f"evaluator.params.{name}: expected a positive int or null")
-        if self.lr is not None and not self.lr > 0:
-            raise EvaluatorError("evaluator.params.lr: expected a positive number")
+            parsed["epochs"] = max(1, math.ceil(float(budget) - 1e-9))
+        return cls(**parsed)
 
     @property
     def learning_rate(self) -> float:

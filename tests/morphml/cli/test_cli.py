@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from morphml import Layer, SearchSpace, __version__
+from morphml import Architecture, Layer, SearchSpace, __version__
 from morphml.cli.processes import local_cluster
 from morphml.client import Client
 
@@ -163,11 +163,17 @@ def test_unreachable_server_is_a_clear_error() -> None:
     assert "cannot reach the server" in result.stderr
 
 
-def test_demo_local(tmp_path: Path) -> None:
+def test_demo_local_writes_a_run_directory(tmp_path: Path) -> None:
     args = ["demo", "--local", "--evaluations", "2", "--out", "out"]
     result = run("http://127.0.0.1:9", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out" / "best_model.py").exists()
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert run_dir.name.startswith("local-")
+    names = ["best_architecture.json", "best_model.py", "results.csv", "results.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == names
+    assert f"wrote {run_dir}/: {', '.join(names)}" in result.stdout
+    rows = json.loads((run_dir / "results.json").read_text())
+    assert len(rows) == 2 and {"naswot", "config", "architecture"} <= set(rows[0])
 
 
 def test_demo_tabular_runs_server_and_workers_and_writes_outputs(tmp_path: Path) -> None:
@@ -187,8 +193,14 @@ def test_demo_tabular_runs_server_and_workers_and_writes_outputs(tmp_path: Path)
     experiment = json.loads((run_dir / "experiment.json").read_text())
     assert experiment["status"] == "completed", experiment
     assert experiment["counts"]["completed"] == 24, experiment["counts"]
-    assert len(json.loads((run_dir / "results.json").read_text())) == 24
+    rows = json.loads((run_dir / "results.json").read_text())
+    assert len(rows) == 24 and 0 < rows[0]["val_accuracy"] < 1  # a fraction, not percent
+    best = Architecture.from_json((run_dir / "best_architecture.json").read_text())
+    assert best.hash == rows[0]["candidate_hash"]
     assert "Leaderboard (24 evaluations)" in result.stdout
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir())
+    assert f"wrote {run_dir}/: {', '.join(written)}" in result.stdout
+    assert {"morphml.db", "logs/", "worker-0/", "worker-1/"} <= set(written)
     leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
     assert leftovers.stdout == ""  # no server or worker left behind
 
@@ -213,8 +225,9 @@ def test_demo_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
             demo.kill()  # no-op once it exited; never leave it running if the test fails
             # On failure, also what it started (they run in sessions of their own).
             subprocess.run(["pkill", "-KILL", "-f", str(tmp_path)], check=False)
-    assert demo.returncode != 0
+    assert demo.returncode == 130
     (run_dir,) = (tmp_path / "out").iterdir()
+    assert (run_dir / "results.json").exists() and (run_dir / "experiment.json").exists()
     leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
     assert leftovers.stdout == ""
 
