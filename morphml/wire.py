@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -62,34 +63,276 @@ class Strict(BaseModel):
 
 
 class OptimizerSpec(Strict):
+    """The search strategy, by registry name (`default` = `surrogate`, `random`,
+    `regularized_evolution`, `genetic`, `local_search`, `simulated_annealing`, `nsga2`, `asha`,
+    `hyperband`), with its parameters (e.g. `population_size`, `sample_size`)."""
+
     name: Name = "default"
     params: JsonObject = Field(default_factory=dict)
 
 
 class ObjectiveSpec(Strict):
+    """A metric the workers report, and whether more or less of it is better. The first
+    objective ranks tasks (`best`); all of them make the Pareto front."""
+
     metric: Name
     direction: Literal["maximize", "minimize"] = "maximize"
 
 
 class EvaluatorSpec(Strict):
+    """How a worker evaluates a candidate: `train`, `tabular` (NAS-Bench-201 lookup), `proxy`
+    (zero-cost scores) or `python` (a function the worker allows), with its parameters (e.g.
+    `dataset`, `epochs`)."""
+
     kind: Name
     params: JsonObject = Field(default_factory=dict)
 
 
 class BudgetSpec(Strict):
+    """When the search stops: after `max_evaluations` tasks and/or `max_seconds` of wall
+    time (whichever comes first; null = no limit of that kind)."""
+
     max_evaluations: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     max_seconds: Annotated[float, Field(gt=0, le=10 * 365 * 86400)] | None = None
 
 
 class ResourceNeeds(Strict):
+    """What a worker must offer to run this experiment's tasks: GPUs, GPU memory per task,
+    and labels it must carry (all of them, with these values)."""
+
     gpus: Annotated[int, Field(ge=0, le=1024)] = 0
     gpu_memory_mb: SmallInt = 0
     labels: Labels = Field(default_factory=dict)
 
 
 class PrunerSpec(Strict):
+    """Stops running candidates early from their intermediate metrics (`median` or `asha`);
+    the worker learns it from its heartbeat's `stop`."""
+
     name: Name
     params: JsonObject = Field(default_factory=dict)
+
+
+# --- The search-space JSON, documented -------------------------------------------------------
+# `search_space` is validated as free-form JSON (`JsonObject`); the server then builds it with
+# `morphml.space.space_from_dict`, whose refusals are 422s naming the field. The models below
+# are never used to validate: they only give `search_space` a JSON schema in the OpenAPI
+# document (through `json_schema_input_type`), describing what that function accepts.
+
+
+class ChoiceDomain(BaseModel):
+    """The search chooses one of the options. A plain list means the same (except for
+    `input.shape`, which is never searched)."""
+
+    choice: list[Any] = Field(
+        min_length=1, description="The options, each a value the parameter takes."
+    )
+
+
+class IntRangeDomain(BaseModel):
+    """An integer in [low, high], both included; `log` samples uniformly in log space."""
+
+    bounds: tuple[int, int] = Field(alias="int", description="[low, high]")
+    log: bool = Field(default=False, description="Sample in log space (needs low > 0).")
+
+
+class FloatRangeDomain(BaseModel):
+    """A number in [low, high]; `log` samples uniformly in log space."""
+
+    bounds: tuple[float, float] = Field(alias="float", description="[low, high]")
+    log: bool = Field(default=False, description="Sample in log space (needs low > 0).")
+
+
+Activation = Literal["relu", "gelu", "silu", "tanh", "sigmoid", "identity"]
+Nb201Op = Literal["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+IntParam = int | list[int] | ChoiceDomain | IntRangeDomain
+FloatParam = float | list[float] | ChoiceDomain | FloatRangeDomain
+BoolParam = bool | list[bool] | ChoiceDomain
+ActivationParam = Activation | list[Activation] | ChoiceDomain
+
+
+class _Layer(BaseModel):
+    """A layer of a sequential space; each parameter is a constant or a domain to search."""
+
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused
+
+    optional: bool = Field(default=False, description="The search may leave this layer out.")
+
+
+class InputLayer(_Layer):
+    """The input: the first layer, with the shape of one example."""
+
+    type: Literal["input"]
+    shape: list[int] = Field(
+        min_length=1, max_length=3, description="[C, H, W] or [F]: positive ints, never searched."
+    )
+
+
+class Conv2dLayer(_Layer):
+    """A 2-D convolution with "same" padding."""
+
+    type: Literal["conv2d"]
+    filters: IntParam = Field(description="Output channels (a positive int).")
+    kernel_size: IntParam = Field(default=3, description="A positive int.")
+    stride: IntParam = Field(default=1, description="A positive int.")
+    bias: BoolParam = True
+
+
+class BatchnormLayer(_Layer):
+    """Batch normalization."""
+
+    type: Literal["batchnorm"]
+
+
+class ActivationLayer(_Layer):
+    """An activation function."""
+
+    type: Literal["activation"]
+    fn: ActivationParam = "relu"
+
+
+class PoolLayer(_Layer):
+    """Max or average pooling."""
+
+    type: Literal["maxpool", "avgpool"]
+    pool_size: IntParam = Field(default=2, description="A positive int.")
+    stride: IntParam | None = Field(
+        default=None, description="A positive int; null means pool_size."
+    )
+    padding: IntParam = Field(default=0, description="An int >= 0.")
+
+
+class GlobalPoolLayer(_Layer):
+    """Global max or average pooling over the spatial dimensions."""
+
+    type: Literal["global_avgpool", "global_maxpool"]
+
+
+class FlattenLayer(_Layer):
+    """Flattens [C, H, W] to [C * H * W]."""
+
+    type: Literal["flatten"]
+
+
+class DropoutLayer(_Layer):
+    """Dropout."""
+
+    type: Literal["dropout"]
+    rate: FloatParam = Field(default=0.5, description="A number in [0, 1).")
+
+
+class DenseLayer(_Layer):
+    """A fully connected layer; `output` is the last one (its units are the classes)."""
+
+    type: Literal["dense", "output"]
+    units: IntParam = Field(description="A positive int.")
+
+
+class RepeatBlock(BaseModel):
+    """A block repeated `depth` times; each repetition chooses its own values."""
+
+    type: Literal["repeat"]
+    depth: IntParam = Field(description="An int >= 0, or a domain of them.")
+    layers: list[SpaceElement] = Field(min_length=1)
+
+
+class ResidualBlock(BaseModel):
+    """`x + block(x)`: the block must keep the shape of its input."""
+
+    type: Literal["residual"]
+    layers: list[SpaceElement] = Field(min_length=1)
+
+
+SpaceElement = Annotated[
+    InputLayer
+    | Conv2dLayer
+    | BatchnormLayer
+    | ActivationLayer
+    | PoolLayer
+    | GlobalPoolLayer
+    | FlattenLayer
+    | DropoutLayer
+    | DenseLayer
+    | RepeatBlock
+    | ResidualBlock,
+    Field(discriminator="type"),
+]
+
+
+class SequentialSpaceSpec(BaseModel):
+    """A sequential space: layers from `input` to `output`, any of them searched
+    (`morphml.SearchSpace(...).to_dict()`)."""
+
+    type: Literal["sequential"] = Field(default="sequential", description="May be left out.")
+    name: str = Field(min_length=1, description="The space's name (kept with each candidate).")
+    layers: list[SpaceElement]
+
+
+class CellSpaceSpec(BaseModel):
+    """A NAS-Bench-201 style cell space: every edge of a `num_nodes`-node cell chooses one of
+    `ops`; the cell is stacked 3 x `cells_per_stage` in NAS-Bench-201's macro network
+    (`morphml.CellSpace(...).to_dict()`; the defaults are NAS-Bench-201 itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["cell"]
+    name: str = "nas-bench-201"
+    num_nodes: int = Field(default=4, ge=2)
+    ops: list[Nb201Op] = Field(
+        default=["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"],
+        min_length=1,
+    )
+    input_shape: list[int] = Field(
+        default=[3, 32, 32], min_length=3, max_length=3, description="[C, H, W]"
+    )
+    stem_channels: int = Field(default=16, ge=1)
+    cells_per_stage: int = Field(default=5, ge=1)
+    num_classes: int = Field(default=10, ge=1)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+SMALL_SEQUENTIAL_SPACE: dict[str, Any] = {
+    "type": "sequential",
+    "name": "small-cnn",
+    "layers": [
+        {"type": "input", "shape": [1, 28, 28]},
+        {"type": "conv2d", "filters": [16, 32], "kernel_size": {"choice": [3, 5]}},
+        {"type": "activation", "fn": {"choice": ["relu", "gelu"]}},
+        {"type": "maxpool", "pool_size": 2},
+        {"type": "flatten"},
+        {"type": "dense", "units": {"int": [32, 256], "log": True}},
+        {"type": "output", "units": 10},
+    ],
+}
+NB201_CELL_SPACE: dict[str, Any] = {
+    "type": "cell",
+    "name": "nas-bench-201",
+    "num_nodes": 4,
+    "ops": ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"],
+    "input_shape": [3, 32, 32],
+    "stem_channels": 16,
+    "cells_per_stage": 5,
+    "num_classes": 10,
+}
+
+# The field's type: what it validates is `JsonObject`; what it documents, the two space kinds.
+SearchSpaceJson = Annotated[
+    JsonObject,
+    BeforeValidator(_as_is, json_schema_input_type=SequentialSpaceSpec | CellSpaceSpec),
+    Field(
+        description=(
+            'The search space: a sequential space (`type` "sequential" or left out) or a cell '
+            'space (`type` "cell"). Refused with a 422 naming the field when it cannot be '
+            "built, or when no architecture of it has shapes that flow."
+        ),
+        examples=[SMALL_SEQUENTIAL_SPACE, NB201_CELL_SPACE],
+        # Still a JSON object of any keys, as before the schema was documented.
+        json_schema_extra={"type": "object", "additionalProperties": True},
+    ),
+]
 
 
 def _default_objectives() -> list[ObjectiveSpec]:
@@ -97,26 +340,45 @@ def _default_objectives() -> list[ObjectiveSpec]:
 
 
 class ExperimentCreate(Strict):
-    """The experiment spec (DESIGN.md "The experiment spec, by example"), plus pruner and seed."""
+    """The experiment spec: what to search, how, where and for how long (DESIGN.md "The
+    experiment spec, by example", plus pruner and seed). Unknown fields are refused."""
 
-    name: Name
-    search_space: JsonObject
+    name: Name = Field(description="A label for people; need not be unique.")
+    search_space: SearchSpaceJson
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     objectives: list[ObjectiveSpec] = Field(
         default_factory=_default_objectives, min_length=1, max_length=16
     )
     evaluator: EvaluatorSpec
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    parallelism: Annotated[int, Field(ge=1, le=100_000)] = 4
-    lease_seconds: Annotated[float, Field(ge=1, le=86_400)] = 60
-    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
-    priority: Annotated[int, Field(ge=-1_000_000, le=1_000_000)] = 0
+    parallelism: Annotated[
+        int, Field(ge=1, le=100_000, description="Tasks kept queued or running at once.")
+    ] = 4
+    lease_seconds: Annotated[
+        float,
+        Field(ge=1, le=86_400, description="How long a claim holds a task without a heartbeat."),
+    ] = 60
+    max_attempts: Annotated[
+        int, Field(ge=1, le=100, description="Runs of a task (retries + 1) before it fails.")
+    ] = 3
+    priority: Annotated[
+        int,
+        Field(
+            ge=-1_000_000,
+            le=1_000_000,
+            description="Higher goes first when workers claim; equal ones share workers fairly.",
+        ),
+    ] = 0
     resources: ResourceNeeds = Field(default_factory=ResourceNeeds)
     pruner: PrunerSpec | None = None
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(
+        default=None, description="Makes the optimizer's proposals reproducible; null: random."
+    )
 
 
 class BestPublic(BaseModel):
+    """The best completed task so far, by the first objective."""
+
     task_id: int
     metrics: dict[str, float]
     value: float
@@ -124,6 +386,8 @@ class BestPublic(BaseModel):
 
 
 class ExperimentPublic(BaseModel):
+    """An experiment as the server keeps it: its spec, status and progress."""
+
     id: int
     name: str
     status: str
@@ -152,11 +416,15 @@ class ExperimentPublic(BaseModel):
 
 
 class ExperimentsPublic(BaseModel):
+    """A page of experiments; `count` is the total."""
+
     data: list[ExperimentPublic]
     count: int
 
 
 class TaskPublic(BaseModel):
+    """One evaluation of one candidate architecture (at an optional budget, e.g. epochs)."""
+
     id: int
     experiment_id: int
     state: str
@@ -178,28 +446,38 @@ class TaskPublic(BaseModel):
 
 
 class TasksPublic(BaseModel):
+    """A page of tasks; `count` is the total."""
+
     data: list[TaskPublic]
     count: int
 
 
 class ParetoPublic(BaseModel):
+    """The completed tasks no other completed task beats on every objective."""
+
     objectives: list[ObjectiveSpec]
     data: list[TaskPublic]
 
 
 class GpuInfo(BaseModel):
+    """One GPU of a worker's machine."""
+
     index: Annotated[int, Field(ge=0, le=1024)]
     name: Text = ""
     memory_mb: SmallInt = 0
 
 
 class WorkerResources(BaseModel):
+    """What a worker's machine has."""
+
     cpus: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     memory_mb: SmallInt = 0
     gpus: list[GpuInfo] = Field(default_factory=list, max_length=1024)
 
 
 class WorkerCreate(BaseModel):
+    """A worker agent announcing itself: who it is and what it can run."""
+
     name: Name
     host: Text = ""
     resources: WorkerResources = Field(default_factory=WorkerResources)
@@ -207,6 +485,8 @@ class WorkerCreate(BaseModel):
 
 
 class WorkerPublic(BaseModel):
+    """A registered worker, with the tasks it is running."""
+
     id: int
     name: str
     host: str
@@ -219,23 +499,38 @@ class WorkerPublic(BaseModel):
 
 
 class WorkersPublic(BaseModel):
+    """A page of workers; `count` is the total."""
+
     data: list[WorkerPublic]
     count: int
 
 
 class FreeResources(BaseModel):
+    """What the worker has free right now, for this claim."""
+
     gpus: Annotated[int, Field(ge=0, le=1024)] = 0
     gpu_memory_mb: SmallInt = 0
 
 
 class ClaimRequest(BaseModel):
-    worker_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
-    wait_seconds: Annotated[float, Field(ge=0, le=60)] = 30
-    free: FreeResources | None = None
-    labels: Labels | None = None
+    """A worker asking for a task it can run."""
+
+    worker_id: Annotated[int, Field(ge=1, le=2**31 - 1, description="From the registration.")]
+    wait_seconds: Annotated[
+        float, Field(ge=0, le=60, description="How long to wait for a task; 0 answers at once.")
+    ] = 30
+    free: FreeResources | None = Field(
+        default=None,
+        description="Free GPUs and GPU memory now; null: everything the worker registered.",
+    )
+    labels: Labels | None = Field(
+        default=None, description="The worker's labels for this claim; null: the registered ones."
+    )
 
 
 class EvaluatorPublic(BaseModel):
+    """The experiment's evaluator, as in its spec."""
+
     kind: str
     params: dict[str, Any]
 
@@ -256,27 +551,42 @@ class ClaimedTask(BaseModel):
 
 
 class HeartbeatRequest(BaseModel):
-    lease_token: LeaseToken
-    progress: Finite | None = None
-    step: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
-    metrics: Metrics | None = None
+    """Keeps the lease; optionally reports progress and intermediate metrics."""
+
+    lease_token: LeaseToken = Field(description="The claim's `lease_token`.")
+    progress: Finite | None = Field(default=None, description="Done so far, e.g. 0.5 (free-form).")
+    step: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        default=None,
+        description="The step these metrics belong to, e.g. the epoch; pruners compare it.",
+    )
+    metrics: Metrics | None = Field(default=None, description="Intermediate metrics at this step.")
 
 
 class HeartbeatAnswer(BaseModel):
+    """`continue` (the lease now runs to `lease_expires_at`) or `stop`: the task was pruned
+    or cancelled and is settled on the server; drop it without reporting."""
+
     action: Literal["continue", "stop"]
     reason: str | None
     lease_expires_at: datetime | None
 
 
 class CompleteRequest(BaseModel):
-    lease_token: LeaseToken
+    """The task's final metrics (they should include the objectives' metrics)."""
+
+    lease_token: LeaseToken = Field(description="The claim's `lease_token`.")
     metrics: Metrics
 
 
 class FailRequest(BaseModel):
-    lease_token: LeaseToken
-    error: LongText = ""
-    retryable: bool = True
+    """The task could not run."""
+
+    lease_token: LeaseToken = Field(description="The claim's `lease_token`.")
+    error: LongText = Field(default="", description="What went wrong (kept with the task).")
+    retryable: bool = Field(
+        default=True,
+        description="Run it again (attempt + 1) while attempts remain; false: fail it now.",
+    )
 
 
 def first_problem(exc: ValidationError) -> str:

@@ -7,10 +7,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
@@ -74,8 +78,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine: Engine = app.state.engine
     if settings.run_migrations_on_start:
         await run_in_threadpool(upgrade_to_head, engine)
+    loop = asyncio.get_running_loop()
     waker = waker_for(engine)
-    waker.bind(asyncio.get_running_loop())
+    waker.bind(loop)
+    # Resolved when the server starts to stop; open claim long-polls then answer 204 at once.
+    stopping: asyncio.Future[None] = loop.create_future()
+    app.state.stopping = stopping
+    restore_signals = _resolve_on_stop_signals(loop, stopping)
     stop = asyncio.Event()
     reaper = asyncio.create_task(reap_until(stop, engine, settings, app.state.metrics))
     background: list[asyncio.Task[None]] = []
@@ -84,6 +93,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        restore_signals()
+        _resolve(stopping)
         stop.set()
         await reaper
         for task in background:
@@ -93,6 +104,57 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await task
         app.state.database.close()
         engine.dispose()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_Handler = Callable[[int, FrameType | None], Any]
+
+
+def _resolve_on_stop_signals(
+    loop: asyncio.AbstractEventLoop, stopping: asyncio.Future[None]
+) -> Callable[[], None]:
+    """Resolve `stopping` on SIGINT/SIGTERM, before the server's own handler runs; returns the
+    undo. Why: uvicorn's graceful shutdown waits for open requests before the lifespan ends, so
+    only a signal can tell a long-poll to answer; otherwise each one holds the shutdown until
+    `timeout_graceful_shutdown` cancels it (an ERROR and a traceback per claim).
+
+    Only on the main thread, in front of a Python-level handler already there (uvicorn's
+    `Server.handle_exit`); elsewhere (a test client, a server on a thread) nothing changes.
+    uvicorn is handed SIGTERM as SIGINT: it stops the same way, but afterwards re-raises the
+    signal it was given, and a re-raised SIGTERM kills the process (status -15) where SIGINT
+    ends it with 0, as Ctrl-C does. So `morphml-server` stopped by SIGTERM exits 0; a second
+    signal during the shutdown forces it, as a second Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    chained: dict[int, _Handler] = {}
+    for stop_signal in _STOP_SIGNALS:
+        handler = signal.getsignal(stop_signal)
+        if callable(handler):
+            chained[stop_signal] = handler
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(_resolve, stopping)
+        forward = chained[signum]
+        if signum == signal.SIGTERM and isinstance(
+            getattr(forward, "__self__", None), uvicorn.Server
+        ):
+            signum = signal.SIGINT
+        forward(signum, frame)
+
+    for chained_signal in chained:
+        signal.signal(chained_signal, on_signal)
+
+    def restore() -> None:
+        for chained_signal, previous in chained.items():
+            if signal.getsignal(chained_signal) is on_signal:
+                signal.signal(chained_signal, previous)
+
+    return restore
+
+
+def _resolve(stopping: asyncio.Future[None]) -> None:
+    if not stopping.done():
+        stopping.set_result(None)
 
 
 def _libpq_conninfo(engine: Engine) -> str:

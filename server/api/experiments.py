@@ -71,6 +71,7 @@ async def create(
     summary="List experiments",
     description="Experiments, newest first, a page at a time (`count` is the total), "
     "optionally only those in one status.\n\nAdmin token.",
+    response_description="A page of experiments.",
     responses=errors(admin=True),
     openapi_extra=extra(invalid="`offset`, `limit` or `status` out of range."),
 )
@@ -88,6 +89,7 @@ async def list_all(
     summary="Get an experiment",
     description="The experiment: its status, spec, task counts by state, best result so far "
     "and timestamps.\n\nAdmin token.",
+    response_description="The experiment.",
     responses=errors(admin=True, status_404=NO_EXPERIMENT),
     openapi_extra=extra(invalid=BAD_ID),
 )
@@ -151,6 +153,7 @@ async def cancel(experiment_id: ExperimentId, database: DatabaseDep) -> Experime
     description="Its tasks (one per evaluated candidate and budget), oldest first, a page at a "
     "time, optionally only those in one state; each with its candidate, metrics, "
     "intermediate reports and lease.\n\nAdmin token.",
+    response_description="A page of the experiment's tasks.",
     responses=errors(admin=True, status_404=NO_EXPERIMENT),
     openapi_extra=extra(invalid="An id, `state`, `offset` or `limit` out of range."),
 )
@@ -170,6 +173,7 @@ async def tasks(
     "/{experiment_id}/best",
     summary="Get an experiment's best task",
     description="The completed task with the best value of the first objective.\n\nAdmin token.",
+    response_description="The best task.",
     responses=errors(
         admin=True,
         status_404=NO_EXPERIMENT + " Or no task has completed with the objective's metric yet.",
@@ -186,6 +190,7 @@ async def best(experiment_id: ExperimentId, database: DatabaseDep) -> TaskPublic
     description="The completed tasks that no other completed task beats on every objective "
     "(for several objectives, e.g. accuracy against size); with one objective, the best "
     "tasks.\n\nAdmin token.",
+    response_description="The objectives, and the tasks on the front.",
     responses=errors(admin=True, status_404=NO_EXPERIMENT),
     openapi_extra=extra(invalid=BAD_ID),
 )

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from server.api.responses import ADMIN_ONLY, UNAUTHORIZED, ErrorMessage, errors
 from server.auth import require_admin, role_of
 from server.db import read
 from server.deps import Credentials, DatabaseDep, MetricsDep, SettingsDep
@@ -16,12 +17,24 @@ from server.deps import Credentials, DatabaseDep, MetricsDep, SettingsDep
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    summary="Liveness",
+    description="200 while the process answers HTTP; touches nothing else. Public.",
+    response_description='`{"status": "ok"}`: the process is alive.',
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "The database does not answer"}})
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    description="200 when the database answers a query, 503 when it does not (send no traffic "
+    "here until it does). Public.",
+    response_description='`{"status": "ready"}`: the database answers.',
+    responses={503: {"description": "The database does not answer", "model": ErrorMessage}},
+)
 async def readyz(database: DatabaseDep) -> dict[str, str]:
     try:
         await database.run(_ping)
@@ -32,7 +45,21 @@ async def readyz(database: DatabaseDep) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    description="The server's metrics in the Prometheus text format: request latency by route, "
+    "claims, outcomes, tasks by state. Public by default; with `MORPHML_METRICS_PUBLIC=false`, "
+    "admin token only.",
+    response_description="The metrics, in the Prometheus text exposition format.",
+    responses={
+        200: {"content": {"text/plain": {}}},
+        401: {"model": ErrorMessage, "description": UNAUTHORIZED + " Only when not public."},
+        403: {"model": ErrorMessage, "description": ADMIN_ONLY + " Only when not public."},
+        **errors(),
+    },
+)
 async def metrics(
     metrics: MetricsDep, settings: SettingsDep, credentials: Credentials, database: DatabaseDep
 ) -> Response:

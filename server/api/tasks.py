@@ -19,11 +19,14 @@ Wire contract with `morphml-worker` (ids are integers; times are ISO 8601 UTC, d
 from __future__ import annotations
 
 import asyncio
+from asyncio import FIRST_COMPLETED
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 from sqlalchemy.engine import Engine
 
+from server.api import examples
+from server.api.responses import errors, extra
 from server.deps import DatabaseDep, MetricsDep, SettingsDep, WorkerAuth
 from server.experiments import task_public
 from server.metrics import ServerMetrics
@@ -42,13 +45,41 @@ from server.store import tasks as store
 from server.wakeup import ClaimWaker, Hops, waker_for
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[WorkerAuth])
-TaskId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task's id (from the claim).")]
+
+NO_TASK = "No task has this id."
+STALE = (
+    "The lease token is not the task's current one (the lease expired and the task went to "
+    "another worker, or it finished): nothing was changed; drop the task."
+)
+LEASE_BODY = (
+    "The body does not fit the schema (`detail` lists each field), or the task id is out of range."
+)
 
 
 @router.post(
     "/claim",
     response_model=ClaimedTask,
-    responses={204: {"description": "Nothing fitting became available within wait_seconds"}},
+    summary="Claim a task (long-poll)",
+    description="Take the next pending task this worker can run, or wait for one up to "
+    "`wait_seconds`. A task fits when the worker has the GPUs and GPU memory its experiment "
+    "needs (`free`, by default everything it registered) and every label it asks for; higher "
+    "`priority` experiments go first. The answer carries everything needed to run the "
+    "candidate and a **lease**: `lease_token`, valid `lease_seconds` (until "
+    "`lease_expires_at`) and kept alive by heartbeats; every later call for the task carries "
+    "the token. A lease that expires puts the task back to pending (attempt + 1) for another "
+    "worker.\n\n204 when nothing fitting came within the wait, and at once when the server "
+    "is stopping: claim again (from another replica, or after the restart).\n\n"
+    "Worker or admin token.",
+    response_description="A task, under a lease for this worker.",
+    responses={
+        204: {"description": "Nothing fitting became available within wait_seconds"},
+        **errors(worker=True, body=True, status_404="No worker has this `worker_id`: register."),
+    },
+    openapi_extra=extra(
+        invalid="The body does not fit the schema (`detail` lists each field).",
+        examples=examples.CLAIM,
+    ),
 )
 async def claim(
     body: ClaimRequest,
@@ -57,9 +88,14 @@ async def claim(
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> ClaimedTask | Response:
-    """Long-poll: a thread and a connection are held only while one claim attempt runs."""
+    """Long-poll: a thread and a connection are held only while one claim attempt runs.
+
+    The wait also ends when the server starts to stop (`app.state.stopping`, resolved by the
+    lifespan in `server.main`): an open long-poll then answers 204 at once instead of holding
+    the graceful shutdown until uvicorn cancels it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + body.wait_seconds
+    stopping = _stopping(request)
     waker = waker_for(database.engine)
     hops: Hops | None = None  # set while we hold a wakeup
     while True:
@@ -77,7 +113,9 @@ async def claim(
         except BaseException:
             waker.unpark(waiter)
             raise
-        hops = await _wait(waker, waiter, min(remaining, settings.claim_repoll_seconds))
+        hops = await _wait(waker, waiter, min(remaining, settings.claim_repoll_seconds), stopping)
+        if stopping.done():
+            break  # a wakeup we got but do not use is passed on by the unpark below
     waker.unpark(waiter)
     if isinstance(claimed, ClaimedTask):
         metrics.claims.inc()
@@ -86,13 +124,26 @@ async def claim(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _wait(waker: ClaimWaker, waiter: asyncio.Future[Hops], timeout: float) -> Hops | None:
-    """The wakeup's hops, or None when the timeout (a safety re-poll) came first."""
+def _stopping(request: Request) -> asyncio.Future[None]:
+    """Resolved when the server starts to stop; never, for an app whose lifespan did not run."""
+    stopping: asyncio.Future[None] | None = getattr(request.app.state, "stopping", None)
+    return stopping if stopping is not None else asyncio.get_running_loop().create_future()
+
+
+async def _wait(
+    waker: ClaimWaker, waiter: asyncio.Future[Hops], timeout: float, stopping: asyncio.Future[None]
+) -> Hops | None:
+    """The wakeup's hops, or None when the timeout (a safety re-poll) or the server's stop came
+    first."""
     try:
-        return await asyncio.wait_for(waiter, timeout=timeout)
-    except TimeoutError:
+        await asyncio.wait((waiter, stopping), timeout=timeout, return_when=FIRST_COMPLETED)
+    except BaseException:  # cancelled: leave the queue, so that no wakeup is lost on us
         waker.unpark(waiter)
-        return None
+        raise
+    if waiter.done() and not waiter.cancelled():
+        return waiter.result()
+    waker.unpark(waiter)
+    return None
 
 
 def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | store.Miss:
@@ -124,7 +175,23 @@ def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | store.Miss:
     )
 
 
-@router.post("/{task_id}/heartbeat")
+@router.post(
+    "/{task_id}/heartbeat",
+    summary="Heartbeat: keep a lease, report progress",
+    description="Extend the task's lease by its `lease_seconds` (send one every third of it) "
+    "and record optional progress, step and intermediate metrics (e.g. per epoch), which "
+    "pruners read. The answer says `continue`, with the new expiry, or `stop` with a reason "
+    "when the task was pruned or its experiment cancelled: it is already settled on the "
+    "server, so the worker drops it without reporting.\n\nWorker or admin token.",
+    response_description="`continue` with the lease's new expiry, or `stop` with the reason.",
+    responses=errors(
+        worker=True,
+        body=True,
+        status_404=NO_TASK,
+        status_409=STALE + " Or the task is no longer running.",
+    ),
+    openapi_extra=extra(invalid=LEASE_BODY, examples=examples.HEARTBEAT),
+)
 async def heartbeat(
     task_id: TaskId, body: HeartbeatRequest, database: DatabaseDep, metrics: MetricsDep
 ) -> HeartbeatAnswer:
@@ -149,7 +216,22 @@ def _heartbeat(
     return HeartbeatAnswer(action="continue", reason=None, lease_expires_at=beat.lease_expires_at)
 
 
-@router.post("/{task_id}/complete")
+@router.post(
+    "/{task_id}/complete",
+    summary="Complete a task",
+    description="Record the task's final metrics (they must include the experiment's "
+    "objectives to rank it); its result goes to the optimizer, which proposes the next "
+    "candidates. Idempotent: the same token again answers the same task and records nothing "
+    "new, so a worker may retry after a lost answer.\n\nWorker or admin token.",
+    response_description="The completed task.",
+    responses=errors(
+        worker=True,
+        body=True,
+        status_404=NO_TASK,
+        status_409=STALE + " Or the task is no longer running (pruned, cancelled, failed).",
+    ),
+    openapi_extra=extra(invalid=LEASE_BODY, examples=examples.COMPLETE),
+)
 async def complete(
     task_id: TaskId, body: CompleteRequest, database: DatabaseDep, metrics: MetricsDep
 ) -> TaskPublic:
@@ -160,7 +242,22 @@ async def complete(
     return task_public(settled.task, settled.history)
 
 
-@router.post("/{task_id}/fail")
+@router.post(
+    "/{task_id}/fail",
+    summary="Fail a task",
+    description="Report that the task could not run. `retryable` (the default) puts it back to "
+    "pending with attempt + 1 while attempts remain, for any worker; otherwise, or when "
+    "attempts are exhausted, it fails for good and the optimizer is told.\n\n"
+    "Worker or admin token.",
+    response_description="The task: pending again, or failed.",
+    responses=errors(
+        worker=True,
+        body=True,
+        status_404=NO_TASK,
+        status_409=STALE + " Or the task is no longer running.",
+    ),
+    openapi_extra=extra(invalid=LEASE_BODY, examples=examples.FAIL),
+)
 async def fail(
     task_id: TaskId, body: FailRequest, database: DatabaseDep, metrics: MetricsDep
 ) -> TaskPublic:
