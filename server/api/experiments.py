@@ -29,7 +29,7 @@ ExperimentId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The experime
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="How many items to skip.")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many items.")]
 
-NO_EXPERIMENT = "No experiment has this id."
+NO_EXPERIMENT = ("No experiment has this id.", "experiment 7 not found")
 BAD_ID = "The experiment id is not an integer in [1, 2^31 - 1]."
 LIFECYCLE = (
     "\n\nAdmin token. Lifecycle: `running` -> `paused` (pause) -> `running` (resume); `running` "
@@ -106,7 +106,10 @@ async def get(experiment_id: ExperimentId, database: DatabaseDep) -> ExperimentP
     responses=errors(
         admin=True,
         status_404=NO_EXPERIMENT,
-        status_409="The experiment is not running (e.g. already finished).",
+        status_409=(
+            "The experiment is not running (e.g. already finished).",
+            "cannot pause an experiment that is completed",
+        ),
     ),
     openapi_extra=extra(invalid=BAD_ID),
 )
@@ -123,7 +126,10 @@ async def pause(experiment_id: ExperimentId, database: DatabaseDep) -> Experimen
     responses=errors(
         admin=True,
         status_404=NO_EXPERIMENT,
-        status_409="The experiment is not paused (e.g. already finished).",
+        status_409=(
+            "The experiment is not paused (e.g. already finished).",
+            "cannot resume an experiment that is running",
+        ),
     ),
     openapi_extra=extra(invalid=BAD_ID),
 )
@@ -139,7 +145,10 @@ async def resume(experiment_id: ExperimentId, database: DatabaseDep) -> Experime
     responses=errors(
         admin=True,
         status_404=NO_EXPERIMENT,
-        status_409="The experiment is not running or paused (e.g. already finished).",
+        status_409=(
+            "The experiment is not running or paused (e.g. already finished).",
+            "cannot cancel an experiment that is completed",
+        ),
     ),
     openapi_extra=extra(invalid=BAD_ID),
 )
@@ -176,7 +185,10 @@ async def tasks(
     response_description="The best task.",
     responses=errors(
         admin=True,
-        status_404=NO_EXPERIMENT + " Or no task has completed with the objective's metric yet.",
+        status_404=(
+            NO_EXPERIMENT[0] + " Or no task has completed with the objective's metric yet.",
+            "experiment 7 has no completed task with its objective yet",
+        ),
     ),
     openapi_extra=extra(invalid=BAD_ID),
 )

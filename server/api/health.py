@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.api.responses import ADMIN_ONLY, UNAUTHORIZED, ErrorMessage, errors
+from server.api.responses import ADMIN_ONLY, UNAUTHORIZED, error, errors
 from server.auth import require_admin, role_of
 from server.db import read
 from server.deps import Credentials, DatabaseDep, MetricsDep, SettingsDep
@@ -33,7 +33,9 @@ async def healthz() -> dict[str, str]:
     description="200 when the database answers a query, 503 when it does not (send no traffic "
     "here until it does). Public.",
     response_description='`{"status": "ready"}`: the database answers.',
-    responses={503: {"description": "The database does not answer", "model": ErrorMessage}},
+    responses={
+        503: error("The database does not answer", "database unavailable: OperationalError")
+    },
 )
 async def readyz(database: DatabaseDep) -> dict[str, str]:
     try:
@@ -55,8 +57,8 @@ async def readyz(database: DatabaseDep) -> dict[str, str]:
     response_description="The metrics, in the Prometheus text exposition format.",
     responses={
         200: {"content": {"text/plain": {}}},
-        401: {"model": ErrorMessage, "description": UNAUTHORIZED + " Only when not public."},
-        403: {"model": ErrorMessage, "description": ADMIN_ONLY + " Only when not public."},
+        401: error(UNAUTHORIZED + " Only when not public.", "missing or invalid bearer token"),
+        403: error(ADMIN_ONLY + " Only when not public.", "this route needs an admin token"),
         **errors(),
     },
 )

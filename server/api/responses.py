@@ -16,12 +16,12 @@ from pydantic import BaseModel, Field
 class ErrorMessage(BaseModel):
     """The body of every error answer except a request that fails validation (422)."""
 
-    detail: str = Field(
-        description="What went wrong, in one line.", examples=["experiment 7 not found"]
-    )
+    detail: str = Field(description="What went wrong, in one line.")
 
 
 Responses = dict[int | str, dict[str, Any]]
+# A status's meaning on a route, and an example of its `detail`.
+Meaning = tuple[str, str]
 
 UNAUTHORIZED = (
     "No `Authorization: Bearer <token>` header, or a token the server does not know "
@@ -32,8 +32,10 @@ TOO_LARGE = "The request body is larger than the server's limit (`MORPHML_MAX_BO
 UNAVAILABLE = "The database does not answer (or is locked past its timeout); retry later."
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorMessage, "description": description}
+def error(description: str, example: str) -> dict[str, Any]:
+    """One error answer: its meaning and an example body."""
+    content = {"application/json": {"example": {"detail": example}}}
+    return {"model": ErrorMessage, "description": description, "content": content}
 
 
 def errors(
@@ -42,22 +44,22 @@ def errors(
     worker: bool = False,
     body: bool = False,
     database: bool = True,
-    **by_status: str,
+    **by_status: Meaning,
 ) -> Responses:
     """The error answers of one route: 401 for routes behind a token (`admin` or `worker`),
     403 for admin routes, 413 for routes that take a body, 503 for routes that use the
-    database, and others given as `status_404="..."`, `status_409="..."`."""
+    database, and others given as `status_404=(meaning, example detail)`."""
     responses: Responses = {}
     if admin or worker:
-        responses[401] = _error(UNAUTHORIZED)
+        responses[401] = error(UNAUTHORIZED, "missing or invalid bearer token")
     if admin:
-        responses[403] = _error(ADMIN_ONLY)
-    for key, description in by_status.items():
-        responses[int(key.removeprefix("status_"))] = _error(description)
+        responses[403] = error(ADMIN_ONLY, "this route needs an admin token")
+    for key, (description, example) in by_status.items():
+        responses[int(key.removeprefix("status_"))] = error(description, example)
     if body:
-        responses[413] = _error(TOO_LARGE)
+        responses[413] = error(TOO_LARGE, "request body larger than 1048576 bytes")
     if database:
-        responses[503] = _error(UNAVAILABLE)
+        responses[503] = error(UNAVAILABLE, "database unavailable, retry later")
     return dict(sorted(responses.items(), key=lambda item: str(item[0])))
 
 

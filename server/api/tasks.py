@@ -47,7 +47,8 @@ from server.wakeup import ClaimWaker, Hops, waker_for
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[WorkerAuth])
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task's id (from the claim).")]
 
-NO_TASK = "No task has this id."
+NO_TASK = ("No task has this id.", "task 12 not found")
+STALE_EXAMPLE = "task 12: lease token is not current (the task was reassigned or finished)"
 STALE = (
     "The lease token is not the task's current one (the lease expired and the task went to "
     "another worker, or it finished): nothing was changed; drop the task."
@@ -74,7 +75,11 @@ LEASE_BODY = (
     response_description="A task, under a lease for this worker.",
     responses={
         204: {"description": "Nothing fitting became available within wait_seconds"},
-        **errors(worker=True, body=True, status_404="No worker has this `worker_id`: register."),
+        **errors(
+            worker=True,
+            body=True,
+            status_404=("No worker has this `worker_id`: register.", "worker 3 not registered"),
+        ),
     },
     openapi_extra=extra(
         invalid="The body does not fit the schema (`detail` lists each field).",
@@ -188,7 +193,7 @@ def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | store.Miss:
         worker=True,
         body=True,
         status_404=NO_TASK,
-        status_409=STALE + " Or the task is no longer running.",
+        status_409=(STALE + " Or the task is no longer running.", STALE_EXAMPLE),
     ),
     openapi_extra=extra(invalid=LEASE_BODY, examples=examples.HEARTBEAT),
 )
@@ -228,7 +233,10 @@ def _heartbeat(
         worker=True,
         body=True,
         status_404=NO_TASK,
-        status_409=STALE + " Or the task is no longer running (pruned, cancelled, failed).",
+        status_409=(
+            STALE + " Or the task is no longer running (pruned, cancelled, failed).",
+            STALE_EXAMPLE,
+        ),
     ),
     openapi_extra=extra(invalid=LEASE_BODY, examples=examples.COMPLETE),
 )
@@ -254,7 +262,7 @@ async def complete(
         worker=True,
         body=True,
         status_404=NO_TASK,
-        status_409=STALE + " Or the task is no longer running.",
+        status_409=(STALE + " Or the task is no longer running.", STALE_EXAMPLE),
     ),
     openapi_extra=extra(invalid=LEASE_BODY, examples=examples.FAIL),
 )
