@@ -1,6 +1,8 @@
 """The agent: register, then one loop per slot (claim -> hand the task to a `TaskRun`).
 
 Threads, not processes, run the slots: they spend their time waiting on HTTP and on children.
+A slot claims only while `worker.health` says this machine can run tasks: it checks before the
+first claim, and stops claims for a while after a few local failures in a row (a full disk).
 Shutdown is two-staged: `request_stop()` stops claiming and starts the grace period, after which
 running children are stopped and their tasks failed as retryable; `abort()` kills at once.
 What happens to a claimed task (its child, heartbeats, result) is `worker.task_run`'s business.
@@ -19,6 +21,7 @@ from pydantic import ValidationError
 
 from morphml.wire import ClaimedTask, ClaimRequest, FreeResources, WorkerCreate
 from worker.config import WorkerSettings
+from worker.health import Health
 from worker.http import ApiError, Backoff, LeaseLost, ServerApi, Unreachable
 from worker.outbox import Outbox, WorkDirLock
 from worker.resources import Gpu, Machine, free_gpu_memory_mb
@@ -81,6 +84,7 @@ class Agent:
         self.shutdown = Shutdown()
         self.api = ServerApi(client, backoff=backoff, interrupt=self.shutdown.aborting)
         self.outbox = Outbox(settings.work_dir / "outbox")
+        self.health = Health(settings.work_dir)
         self.worker_id: int | None = None
         self._running = Running()
         self._next_flush = 0.0
@@ -115,7 +119,10 @@ class Agent:
                 return 2
             if self.worker_id is None:
                 return 0
-            self.flush_outbox()
+            try:
+                self.flush_outbox()
+            except Exception:  # never a reason not to serve: a crash here would repeat each start
+                log.exception("flushing the outbox failed; carrying on")
             self._serve_slots()
         log.info("stopped")
         return 0
@@ -186,6 +193,10 @@ class Agent:
     def _slot_step(self, slot: Slot) -> None:
         if time.monotonic() >= self._next_flush:
             self.flush_outbox()
+        pause = self.health.pause_before_claim()
+        if pause > 0:  # unhealthy: no claims; results left in the outbox still go out
+            self.stopping.wait(min(pause, OUTBOX_FLUSH_SECONDS))
+            return
         asked = time.monotonic()
         task = self._claim(slot)
         if task is not None:
@@ -232,6 +243,7 @@ class Agent:
             settings=self.settings,
             api=self.api,
             outbox=self.outbox,
+            health=self.health,
             start_evaluation=self.start_evaluation,
             shutdown=self.shutdown,
             running=self._running,

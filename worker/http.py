@@ -35,6 +35,9 @@ log = logging.getLogger("morphml.worker")
 # Read timeout beyond the server's long-poll wait, so a slow 204 is not mistaken for a dead server.
 CLAIM_READ_SLACK_SECONDS = 15.0
 
+# Failures in a row to connect at all after which the log says plainly that nothing answers.
+NO_ANSWER_HINT_AFTER = 3
+
 # The two final answers a worker posts for a task: /complete or /fail.
 ReportKind = Literal["complete", "fail"]
 Answer = TypeVar("Answer", bound=BaseModel)
@@ -58,6 +61,17 @@ class MalformedAnswer(ApiError):
 
 class Unreachable(Exception):
     """The call did not get through before its deadline, or the wait was interrupted."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an attempt is to be retried; `no_answer` when nothing even accepted the connection."""
+
+    text: str
+    no_answer: bool = False
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass
@@ -91,6 +105,7 @@ class ServerApi:
         self.backoff = backoff or Backoff()
         # Set when waiting makes no sense any more (the agent aborts); cuts every backoff sleep.
         self.interrupt = interrupt or threading.Event()
+        self.answered = False  # the server has answered at least once since the agent started
 
     def register(self, body: WorkerCreate, *, stop: threading.Event) -> int:
         """The worker id the server assigned."""
@@ -139,13 +154,33 @@ class ServerApi:
             delay = self.backoff.delay(attempt)
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise Unreachable(f"POST {path}: {problem}")
-            if attempt == 0 or attempt % 5 == 0:
+            if problem.no_answer and attempt >= NO_ANSWER_HINT_AFTER - 1:
+                if (attempt - NO_ANSWER_HINT_AFTER + 1) % 5 == 0:
+                    level = logging.WARNING if self.answered else logging.ERROR
+                    hint = self._no_answer(attempt + 1, problem)
+                    log.log(level, "%s; retrying in %.1fs", hint, delay)
+            elif attempt == 0 or attempt % 5 == 0:
                 log.warning("POST %s: %s; retrying in %.1fs", path, problem, delay)
             attempt += 1
             if self._wait(delay, stop):
                 raise Unreachable(f"POST {path}: interrupted after {problem}")
 
-    def _attempt(self, path: str, body: dict[str, Any], timeout: httpx.Timeout | None) -> Any:
+    def _no_answer(self, failures: int, problem: Problem) -> str:
+        url = self.client.base_url
+        if self.answered:
+            return (
+                f"the server at {url} has stopped answering ({failures} tries in a row: "
+                f"{problem}); it may be restarting"
+            )
+        return (
+            f"nothing answers at {url} ({failures} tries in a row: {problem}). If that is not "
+            "where morphml-server listens, restart this worker with the right URL: --server or "
+            "MORPHML_WORKER_SERVER"
+        )
+
+    def _attempt(
+        self, path: str, body: dict[str, Any], timeout: httpx.Timeout | None
+    ) -> httpx.Response | Problem:
         """The response if it is final, else a description of what went wrong (to retry)."""
         try:
             if timeout is None:
@@ -153,9 +188,12 @@ class ServerApi:
             else:
                 response = self.client.post(path, json=body, timeout=timeout)
         except httpx.TransportError as exc:
-            return f"{type(exc).__name__}: {exc}"
+            # Refused, no route, a name that does not resolve: no server there at all.
+            no_answer = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            return Problem(f"{type(exc).__name__}: {exc}", no_answer)
+        self.answered = True
         if response.status_code >= 500 or response.status_code == 429:
-            return f"HTTP {response.status_code}"
+            return Problem(f"HTTP {response.status_code}")
         if response.status_code in (404, 409):
             raise LeaseLost(f"POST {path}: HTTP {response.status_code}: {_detail(response)}")
         if response.status_code >= 400:

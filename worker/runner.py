@@ -16,18 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from worker import disk
+
 STOP_TIMEOUT_SECONDS = 5.0
 LOG_TAIL_CHARS = 1500
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an evaluation ended: metrics, or an error and whether another attempt makes sense,
-    or `dropped`: why nothing is to be reported (the server said stop, or the lease is gone)."""
+    """How an evaluation ended: metrics, or an error and whether another attempt makes sense
+    (`environment`: the error is this machine's, not the candidate's), or `dropped`: why nothing
+    is to be reported (the server said stop, or the lease is gone)."""
 
     metrics: dict[str, float] | None = None
     error: str | None = None
     retryable: bool = True
+    environment: bool = False
     dropped: str | None = None
 
 
@@ -53,10 +57,11 @@ class ChildProcess:
 
     def start(self) -> ChildProcess:
         self.task_dir.mkdir(parents=True, exist_ok=True)
-        (self.task_dir / "spec.json").write_text(json.dumps(self.spec))
+        disk.write_file(self.task_dir / "spec.json", json.dumps(self.spec).encode())
         with (self.task_dir / "child.log").open("wb") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.child", str(self.task_dir)],
+                # -P: the task dir the child runs in is not put in front of its sys.path.
+                [sys.executable, "-P", "-m", "worker.child", str(self.task_dir)],
                 cwd=self.task_dir,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -79,7 +84,11 @@ class ChildProcess:
             return None
         result_path = self.task_dir / "result.json"
         if result_path.exists():
-            return _outcome_from_result(json.loads(result_path.read_text()), self._log_tail())
+            try:
+                result = json.loads(result_path.read_text(errors="replace"))
+            except (OSError, ValueError) as exc:
+                return Outcome(error=f"the evaluation's result.json is unreadable: {exc}")
+            return _outcome_from_result(result, self._log_tail())
         return Outcome(error=f"{_exit_reason(code)}{self._log_tail()}", retryable=True)
 
     def read_reports(self) -> list[dict[str, float]]:

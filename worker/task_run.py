@@ -3,6 +3,11 @@
 The agent claims a task and hands it to a `TaskRun`; the run owns it from then on. It ends the
 task one of three ways: a result (metrics or an error) kept in the outbox and posted, or nothing
 reported when the lease is gone or the server said stop (`Outcome.dropped`).
+
+A failure of this machine rather than of the candidate (the task dir or `spec.json` cannot be
+written, the child cannot start, the child died and the work dir turns out unusable, the outbox
+refuses the result) is told to `worker.health` and, for the task, reported as an environment
+failure (`FailReport.environment`) so that it does not cost the task an attempt.
 """
 
 from __future__ import annotations
@@ -13,22 +18,17 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from morphml.wire import (
-    ClaimedTask,
-    CompleteRequest,
-    FailRequest,
-    HeartbeatRequest,
-    first_problem,
-)
+from morphml.wire import ClaimedTask, HeartbeatRequest, first_problem
 from worker.config import WorkerSettings
+from worker.health import Health
 from worker.http import ApiError, LeaseLost, ServerApi, Unreachable
-from worker.outbox import Outbox, Result
+from worker.outbox import Outbox, Result, clean_text
 from worker.resources import Gpu
 from worker.runner import ChildProcess, Evaluation, Outcome
 
@@ -38,8 +38,6 @@ StartEvaluation = Callable[[Path, dict[str, Any], dict[str, str]], Evaluation]
 # Keys of an evaluator's report that travel as heartbeat fields rather than as metrics.
 REPORT_FIELDS = ("progress", "step")
 DELIVERY_SECONDS = 30.0
-# FailRequest.error's bound; a longer error would be refused whole rather than cut.
-MAX_ERROR_CHARS = 20_000
 
 
 def start_child(task_dir: Path, spec: dict[str, Any], env: dict[str, str]) -> Evaluation:
@@ -104,6 +102,7 @@ class RunContext:
     settings: WorkerSettings
     api: ServerApi
     outbox: Outbox
+    health: Health
     start_evaluation: StartEvaluation
     shutdown: Shutdown
     running: Running
@@ -119,6 +118,8 @@ class TaskRun:
         self.task = task
         self.slot = slot
         self.context = context
+        self.started = False  # the child started
+        self.failed_here = False  # a local failure (disk, process start) happened on the way
 
     def run(self) -> Outcome:
         """Evaluate, report, log one line; the outcome is returned for the caller's interest."""
@@ -138,13 +139,15 @@ class TaskRun:
                 )
         if outcome.dropped is None:
             self._report(outcome)
+        if self.started and not self.failed_here:
+            self.context.health.success()
         log.info("%s", task_line(self.slot, task, outcome, time.monotonic() - started))
         return outcome
 
     def _evaluate(self) -> Outcome:
         task, context = self.task, self.context
-        # Both parts are integers (the wire model says so): the directory stays under tasks/.
-        task_dir = context.settings.work_dir / "tasks" / f"{task.id}-{task.attempt}"
+        # Built from integers only (the wire model parsed them): it stays under tasks/.
+        task_dir = context.settings.work_dir / "tasks" / f"{int(task.id)}-{int(task.attempt)}"
         spec = {
             # The candidate is the optimizer's JSON (`Candidate.to_dict`), not a wire model.
             "architecture": task.candidate["architecture"],
@@ -155,8 +158,11 @@ class TaskRun:
             evaluation = context.start_evaluation(
                 task_dir, spec, child_env(self.slot, context.settings.allow)
             )
-        except OSError as exc:
-            return Outcome(error=f"could not start the evaluation process: {exc}", retryable=True)
+        except OSError as exc:  # the task dir, spec.json or child.log cannot be written, or fork
+            error = f"this worker could not start the evaluation: {exc}"
+            self._failed_here(f"task {task.id}: {error}", exc)
+            return Outcome(error=error, retryable=True, environment=True)
+        self.started = True
         context.running.add(task.id, evaluation)
         try:
             return self._supervise(evaluation)
@@ -177,7 +183,7 @@ class TaskRun:
         while True:
             outcome = evaluation.poll()
             if outcome is not None:
-                return outcome
+                return self._check_machine(outcome)
             reports = evaluation.read_reports()
             latest = reports[-1] if reports else latest
             now = time.monotonic()
@@ -196,6 +202,27 @@ class TaskRun:
                     return Outcome(dropped=dropped)
                 last_beat = now
             shutdown.aborting.wait(self.context.poll_interval)
+
+    def _check_machine(self, outcome: Outcome) -> Outcome:
+        """A child that failed retryably may have met a full or read-only disk (it could not
+        write its result, say): when the work dir fails the health probe, the failure is this
+        machine's, not the candidate's."""
+        if outcome.metrics is not None or not outcome.retryable:
+            return outcome
+        problem = self.context.health.check()
+        if problem is None:
+            return outcome
+        reason = f"task {self.task.id}: its evaluation failed, and this machine cannot run tasks"
+        self._failed_here(f"{reason}: {problem}", problem)
+        error = f"{outcome.error}\n(this worker's machine cannot run tasks: {problem})"
+        return replace(outcome, error=error, environment=True)
+
+    def _failed_here(self, reason: str, error: OSError) -> None:
+        """Log a local failure; the first one of this task counts towards the breaker."""
+        log.error("%s", reason)
+        if not self.failed_here:
+            self.failed_here = True
+            self.context.health.failure(reason, error)
 
     def _timeout(self) -> float | None:
         value = (
@@ -239,7 +266,15 @@ class TaskRun:
     def _report(self, outcome: Outcome) -> None:
         context = self.context
         result = self._result(outcome)
-        context.outbox.put(result)  # on disk before the first attempt: a crash now loses nothing
+        try:
+            context.outbox.put(result)  # on disk before the first post: a crash now loses nothing
+        except OSError as exc:
+            # The outbox is a safety net, not a precondition: post the result all the same.
+            self._failed_here(
+                f"task {self.task.id}: the outbox cannot keep its result ({exc}); posting it "
+                "directly (it is lost if the agent stops before the server acknowledges it)",
+                exc,
+            )
         deadline = time.monotonic() + context.delivery_seconds
         shutdown = context.shutdown
         if shutdown.stopping.is_set():
@@ -248,23 +283,25 @@ class TaskRun:
         context.outbox.deliver(context.api, result, deadline=deadline)
 
     def _result(self, outcome: Outcome) -> Result:
-        token = self.task.lease_token
+        task, token = self.task, self.task.lease_token
         if outcome.metrics is not None:
-            try:
-                complete = CompleteRequest(lease_token=token, metrics=outcome.metrics)
-                return Result(self.task.id, "complete", complete.model_dump(mode="json"))
-            except ValidationError as exc:
-                # The server would refuse it (422): the task would wait out its lease, then be
-                # retried until its attempts ran out, each time with the same result.
-                error = f"the metrics do not fit the API: {first_problem(exc)}"
-                outcome = Outcome(error=error, retryable=False)
-        error = (outcome.error or "unknown error").replace("\x00", "")[:MAX_ERROR_CHARS]
-        fail = FailRequest(lease_token=token, error=error, retryable=outcome.retryable)
-        return Result(self.task.id, "fail", fail.model_dump(mode="json"))
+            return Result.complete(task.id, token, outcome.metrics)
+        return Result.fail(
+            task.id,
+            token,
+            outcome.error or "unknown error",
+            retryable=outcome.retryable,
+            environment=outcome.environment,
+        )
 
 
 def child_env(slot: Slot, allow: list[str]) -> dict[str, str]:
-    """The child's environment: its GPU and thread count, the allow list, and not our secrets."""
+    """The child's environment: its GPU and thread count, the allow list, and not our secrets.
+
+    Its import path is the installed packages plus what the operator put on `PYTHONPATH`, and
+    nothing else: not the agent's working directory (a `sitecustomize.py` there would run in
+    every evaluation, outside `--allow`), nor the task dir the child runs in (`PYTHONSAFEPATH`).
+    """
     # The worker's own settings (its token above all) are not the evaluated code's business.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MORPHML_WORKER_")}
     threads = str(slot.threads)
@@ -275,9 +312,13 @@ def child_env(slot: Slot, allow: list[str]) -> dict[str, str]:
         OMP_NUM_THREADS=threads,
         MKL_NUM_THREADS=threads,
         MORPHML_ALLOW=",".join(allow),
-        # The child runs in its task dir; user modules beside the agent's cwd stay importable.
-        PYTHONPATH=os.pathsep.join(p for p in (env.get("PYTHONPATH"), os.getcwd()) if p),
+        PYTHONSAFEPATH="1",  # no script or working directory in front of sys.path, down the tree
     )
+    # What the operator configured, meant from where the agent started (the child runs in its
+    # task dir); an empty entry, which would mean "the current directory", is dropped.
+    entries = [os.path.abspath(p) for p in env.pop("PYTHONPATH", "").split(os.pathsep) if p]
+    if entries:
+        env["PYTHONPATH"] = os.pathsep.join(entries)
     return env
 
 
@@ -290,5 +331,7 @@ def task_line(slot: Slot, task: ClaimedTask, outcome: Outcome, seconds: float) -
         shown = " ".join(f"{k}={v:.4g}" for k, v in list(outcome.metrics.items())[:5])
         return f"{head} completed in {seconds:.1f}s: {shown}"
     kind = "retryable" if outcome.retryable else "final"
-    first_line = (outcome.error or "").splitlines()[0] if outcome.error else "unknown error"
+    kind += ", this machine's fault" if outcome.environment else ""
+    error = clean_text(outcome.error or "")
+    first_line = error.splitlines()[0] if error.strip() else "unknown error"
     return f"{head} failed ({kind}) after {seconds:.1f}s: {first_line}"

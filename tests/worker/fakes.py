@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import threading
@@ -13,11 +14,13 @@ from typing import Any
 
 import httpx
 
+from worker import disk
 from worker.agent import Agent
 from worker.config import WorkerSettings
 from worker.http import Backoff
 from worker.resources import Gpu, Machine
 from worker.runner import Outcome
+from worker.task_run import StartEvaluation
 
 Reply = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
 
@@ -141,9 +144,11 @@ def make_agent(
     *,
     gpus: list[Gpu] | None = None,
     free_memory: Callable[[Gpu], int | None] = lambda gpu: gpu.memory_mb,
+    start_evaluation: StartEvaluation | None = None,
     **settings: Any,
 ) -> Agent:
-    """An agent on `server` whose children are the given fakes (a default one when they run out)."""
+    """An agent on `server` whose children are the given fakes (a default one when they run out),
+    unless `start_evaluation` is given."""
     queue = list(evaluations or [])
 
     def start(task_dir: Path, spec: dict[str, Any], env: dict[str, str]) -> FakeEvaluation:
@@ -158,7 +163,7 @@ def make_agent(
         client,
         config,
         machine=Machine("test", cpus=2, memory_mb=1024, gpus=tuple(gpus or ())),
-        start_evaluation=start,
+        start_evaluation=start_evaluation or start,
         free_memory=free_memory,
         backoff=Backoff(base=0.01, cap=0.05),
         poll_interval=0.01,
@@ -185,6 +190,23 @@ class AgentThread:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "the agent did not stop"
         return self.code
+
+
+class Disk:
+    """A disk that fills up: while `full`, every write of the agent under `root` (a task's
+    spec.json, an outbox entry, a health probe: all go through `worker.disk.write_file`) fails
+    with ENOSPC, as on a full tmpfs."""
+
+    def __init__(self, monkeypatch: Any, root: Path) -> None:
+        self.full = False
+        real = disk.write_file
+
+        def write_file(path: Path, data: bytes, *, sync: bool = False) -> None:
+            if self.full and path.is_relative_to(root):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            real(path, data, sync=sync)
+
+        monkeypatch.setattr(disk, "write_file", write_file)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.worker.fakes import (
     AgentThread,
@@ -279,3 +283,101 @@ def test_the_child_gets_its_gpu_threads_and_allow_list_but_not_the_token(
     assert env["MORPHML_TORCH_THREADS"] == "8" and env["MORPHML_ALLOW"] == "mypkg"
     assert "MORPHML_WORKER_TOKEN" not in env
     assert child_env(plan_slots([], 2, 2)[0], [])["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_an_evaluator_error_with_a_lone_surrogate_reaches_the_server(tmp_path: Path) -> None:
+    odd = FakeEvaluation(outcome=Outcome(error="FileNotFoundError: 'data-\udcff.npz'"))
+    server = FakeServer(tasks=[make_task(1), make_task(2)])
+    run = AgentThread(make_agent(server, tmp_path, [odd]))
+    wait_for(lambda: server.bodies("/v1/tasks/2/complete"))  # and it carried on
+    run.stop()
+    assert server.bodies("/v1/tasks/1/fail")[0]["error"] == "FileNotFoundError: 'data-\\udcff.npz'"
+    assert not list((tmp_path / "outbox").glob("*"))
+
+
+def test_bad_entries_left_by_an_earlier_run_neither_crash_the_agent_nor_lose_the_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="morphml.worker")
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    entries = {
+        # json.dumps writes the surrogate as an escape; read back, it cannot be sent as UTF-8
+        "1-a": {"lease_token": "a", "error": "OSError: 'data-\udcff.npz'", "retryable": True},
+        "3-c": {"error": "the evaluator's real error", "retryable": True},  # no lease token
+        "4-d": {"lease_token": "d", "metrics": {"val_accuracy": 0.5}},
+    }
+    for name, body in entries.items():
+        outcome = "complete" if "metrics" in body else "fail"
+        entry = {"task_id": int(name[0]), "outcome": outcome, "body": body}
+        (outbox / f"{name}.json").write_text(json.dumps(entry))
+    (outbox / "2-b.json").write_text(
+        '{"task_id": 2, "outcome": "complete",'
+        ' "body": {"lease_token": "b", "metrics": {"val_accuracy": NaN}}}'
+    )
+    server = FakeServer(tasks=[make_task(5)])
+    run = AgentThread(make_agent(server, tmp_path))
+    wait_for(lambda: server.bodies("/v1/tasks/5/complete"))  # it went on to serve
+    assert run.stop() == 0
+    assert server.bodies("/v1/tasks/1/fail")[0]["error"] == "OSError: 'data-\\udcff.npz'"
+    (nan,) = server.bodies("/v1/tasks/2/fail")
+    assert nan["retryable"] is False and "val_accuracy" in nan["error"] and "nan" in nan["error"]
+    assert not server.bodies("/v1/tasks/3/")
+    assert "the evaluator's real error" in caplog.text
+    assert server.bodies("/v1/tasks/4/complete")
+    assert sorted(p.name for p in outbox.iterdir()) == ["3-c.bad"]
+
+
+def test_an_outbox_entry_naming_another_endpoint_is_set_aside_unposted(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    body = {"lease_token": "a", "error": "x", "retryable": True}
+    entry = {"task_id": 1, "outcome": "../../workers", "body": body}
+    (outbox / "1-a.json").write_text(json.dumps(entry))
+    server = FakeServer()
+    run = AgentThread(make_agent(server, tmp_path))
+    wait_for(lambda: server.bodies("/v1/tasks/claim"))
+    run.stop()
+    assert {path for _, path, _ in server.calls} == {"/v1/workers", "/v1/tasks/claim"}
+    assert len(server.bodies("/v1/workers")) == 1  # its registration, nothing else
+    assert (outbox / "1-a.bad").exists()
+
+
+def test_a_result_refused_for_a_lost_lease_is_dropped_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="morphml.worker")
+    server = FakeServer(tasks=[make_task(1)])
+    stale = httpx.Response(409, json={"detail": "stale lease token"})
+    server.script["/v1/tasks/1/complete"] = [stale]
+    run = AgentThread(make_agent(server, tmp_path))
+    wait_for(lambda: "result dropped" in caplog.text)
+    run.stop()
+    assert "lease was lost" in caplog.text and "requeued or given to another worker" in caplog.text
+    assert "already holds a final answer" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"attempt": 2}, "5-2"),
+        ({"id": "5"}, "5-1"),  # a numeric string is read as the integer it is
+        ({"attempt": "../../../victim"}, None),
+        ({"id": "5/../../x"}, None),
+    ],
+)
+def test_task_dirs_are_named_from_the_integer_id_and_attempt_only(
+    tmp_path: Path, answer: dict[str, object], expected: str | None
+) -> None:
+    seen: list[Path] = []
+
+    def start(task_dir: Path, spec: dict[str, Any], env: dict[str, str]) -> FakeEvaluation:
+        seen.append(task_dir)
+        return FakeEvaluation()
+
+    server = FakeServer(tasks=[{**make_task(5), **answer}])
+    run = AgentThread(make_agent(server, tmp_path / "work", start_evaluation=start))
+    wait_for(lambda: len(server.bodies("/v1/tasks/claim")) >= 2)
+    run.stop()
+    assert seen == ([tmp_path / "work" / "tasks" / expected] if expected else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -144,3 +145,45 @@ def test_an_answer_that_is_not_json_is_malformed(respx_mock: respx.MockRouter) -
     with httpx.Client(base_url="http://server") as client:
         with pytest.raises(MalformedAnswer, match="not JSON"):
             fast_api(client).heartbeat(3, BEAT, deadline=time.monotonic() + 5)
+
+
+def test_an_unknown_report_is_refused_before_any_request() -> None:
+    with respx.mock(base_url="http://server", assert_all_called=False) as router:
+        anything = router.route().mock(return_value=httpx.Response(200, json={}))
+        api = fast_api(httpx.Client(base_url="http://server"))
+        with pytest.raises(ValueError, match="unknown report"):
+            api.report(1, "../../workers", {}, deadline=time.monotonic() + 5)  # type: ignore[arg-type]
+    assert not anything.called
+
+
+@respx.mock(base_url="http://server")
+def test_a_url_where_nothing_answers_is_named_with_the_flag_that_sets_it(
+    respx_mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = httpx.ConnectError("[Errno 111] Connection refused")
+    respx_mock.post("/v1/workers").mock(
+        side_effect=[refused] * 4 + [httpx.Response(201, json=worker_answer(4))]
+    )
+    with caplog.at_level(logging.INFO, logger="morphml.worker"):
+        with httpx.Client(base_url="http://server") as client:
+            assert fast_api(client).register(REGISTER, stop=threading.Event()) == 4  # retried on
+    (hint,) = [r for r in caplog.records if "nothing answers" in r.getMessage()]
+    assert hint.levelno == logging.ERROR
+    message = hint.getMessage()
+    assert "http://server" in message and "Connection refused" in message
+    assert "--server" in message and "MORPHML_WORKER_SERVER" in message
+
+
+@respx.mock(base_url="http://server")
+def test_a_server_that_answered_before_is_not_called_a_wrong_url(
+    respx_mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    respx_mock.post("/v1/workers").mock(return_value=httpx.Response(201, json=worker_answer(4)))
+    refused = httpx.ConnectError("[Errno 111] Connection refused")
+    respx_mock.post("/v1/tasks/claim").mock(side_effect=[refused] * 4 + [httpx.Response(204)])
+    with caplog.at_level(logging.INFO, logger="morphml.worker"):
+        with httpx.Client(base_url="http://server") as client:
+            api = fast_api(client)
+            api.register(REGISTER, stop=threading.Event())
+            assert api.claim(CLAIM, stop=threading.Event()) is None
+    assert "nothing answers" not in caplog.text and "has stopped answering" in caplog.text

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.worker.fakes import Disk
 from worker.outbox import Outbox, Result, WorkDirLock
 
 
@@ -26,8 +27,8 @@ def test_results_survive_a_new_outbox_object_oldest_first(tmp_path: Path) -> Non
 
 def test_each_attempt_of_a_task_has_its_own_entry(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path)
-    outbox.put(Result(1, "fail", {"lease_token": "first"}))
-    outbox.put(Result(1, "complete", {"lease_token": "second"}))
+    outbox.put(Result.fail(1, "first", "x", retryable=True))
+    outbox.put(Result.complete(1, "second", {"val_accuracy": 0.5}))
     assert len(outbox.pending()) == 2
     assert all(p.parent == tmp_path for p in tmp_path.iterdir())
 
@@ -61,3 +62,44 @@ def test_two_agents_cannot_share_a_work_dir(tmp_path: Path) -> None:
             pass
     with WorkDirLock(tmp_path):  # released when the first agent stopped
         pass
+
+
+def test_a_nan_metric_on_disk_becomes_a_final_failure_that_says_so(tmp_path: Path) -> None:
+    (tmp_path / "1-x.json").write_text(
+        '{"task_id": 1, "outcome": "complete",'
+        ' "body": {"lease_token": "a", "metrics": {"val_accuracy": NaN}}}'
+    )
+    (result,) = Outbox(tmp_path).pending()
+    assert result.outcome == "fail" and result.body["retryable"] is False
+    assert "val_accuracy" in result.error and "finite" in result.error
+    json.dumps(result.body, allow_nan=False)  # postable
+
+
+def test_error_text_with_a_lone_surrogate_is_kept_escaped(tmp_path: Path) -> None:
+    # e.g. an evaluator's OSError about a file name that is not UTF-8
+    result = Result.fail(1, "a", "OSError: cannot open 'data-\udcff.npz'\x00", retryable=True)
+    assert result.error == "OSError: cannot open 'data-\\udcff.npz'"
+    json.dumps(result.body, ensure_ascii=False).encode()  # what the HTTP client does with it
+    Outbox(tmp_path).put(result)
+    assert Outbox(tmp_path).pending() == [result]
+
+
+def test_a_result_the_disk_refuses_is_kept_in_memory_until_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = Disk(monkeypatch, tmp_path)
+    space.full = True
+    outbox = Outbox(tmp_path)
+    result = Result.complete(1, "a", {"val_accuracy": 0.5})
+    with pytest.raises(OSError, match="No space left"):
+        outbox.put(result)
+    assert outbox.pending() == [result] and not list(tmp_path.iterdir())
+    outbox.remove(result)
+    assert outbox.pending() == []
+
+
+def test_a_work_dir_that_cannot_be_created_is_a_clear_exit(tmp_path: Path) -> None:
+    (tmp_path / "work").write_text("a file where the work dir belongs")
+    with pytest.raises(SystemExit, match=r"cannot use its work dir .*work.*File exists"):
+        with WorkDirLock(tmp_path / "work"):
+            pass

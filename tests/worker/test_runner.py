@@ -11,6 +11,7 @@ import pytest
 
 from morphml import Layer, SearchSpace
 from worker.runner import ChildProcess, Outcome
+from worker.task_run import Slot, child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,3 +91,35 @@ def test_stop_ends_a_hanging_child(tmp_path: Path) -> None:
 def test_a_bad_function_name_fails_for_good(tmp_path: Path, params: dict[str, Any]) -> None:
     outcome = wait(start_with(tmp_path, params))
     assert not outcome.retryable and outcome.error is not None and "function" in outcome.error
+
+
+def test_a_sitecustomize_where_the_agent_started_does_not_run_in_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_dir = tmp_path / "start"
+    start_dir.mkdir()
+    marker = tmp_path / "sitecustomize-ran"
+    (start_dir / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(start_dir)
+    # What the operator configured: the allowed module's location, and nothing else.
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    env = child_env(Slot(0, None, 1), ["tests.worker"])
+    spec = {
+        "architecture": tiny_architecture(),
+        "budget": 3.0,
+        "evaluator": {"kind": "python", "params": {"function": "tests.worker.user_functions:good"}},
+    }
+    outcome = wait(ChildProcess(tmp_path / "task", spec, env).start())
+    assert outcome.metrics is not None, outcome.error  # the allowed module was still found
+    assert not marker.exists()
+
+
+def test_the_childs_path_is_the_operators_pythonpath_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["lib", "", "/opt/models"]))
+    env = child_env(Slot(0, None, 1), [])
+    assert env["PYTHONPATH"] == os.pathsep.join([str(tmp_path / "lib"), "/opt/models"])
+    monkeypatch.delenv("PYTHONPATH")
+    assert "PYTHONPATH" not in child_env(Slot(0, None, 1), [])
