@@ -38,8 +38,9 @@ class Settings(BaseSettings):
     metrics_public: bool = True
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     run_migrations_on_start: bool = True
-    # Threads that run database units for the request handlers; 0 picks 1 on SQLite (its one
-    # writer: more threads only queue on its lock) and 8 on Postgres.
+    # Threads that run the request handlers' units of work; 0 picks 4 on SQLite (writes queue on
+    # its one lock, but reads and a refill's optimizer work, which holds no lock, go on beside
+    # them) and 8 on Postgres.
     db_threads: int = Field(default=0, ge=0, le=256)
     # What one experiment may ask of the server (a 422 names the limit): tasks kept in flight,
     # and what its search space may cost (morphml.space.limits).
@@ -73,7 +74,7 @@ class Settings(BaseSettings):
     def database_threads(self) -> int:
         if self.db_threads:
             return self.db_threads
-        return 1 if self.database_url.startswith("sqlite") else 8
+        return 4 if self.database_url.startswith("sqlite") else 8
 
     @property
     def spec_limits(self) -> SpecLimits:

@@ -101,6 +101,11 @@ class Experiment(SQLModel, table=True):
     created_at: datetime | None = _stamp(nullable=False)
     started_at: datetime | None = _stamp()
     finished_at: datetime | None = _stamp()
+    # Bumped by every write to the experiment (refill, lifecycle): a refill that asked its
+    # optimizer outside any lock writes its result only if the version it read is still current.
+    version: int = Field(
+        default=0, sa_column_kwargs={"server_default": sa.text("0"), "nullable": False}
+    )
 
 
 class Worker(SQLModel, table=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,10 @@ from morphml.architecture import Architecture
 from morphml.space.base import Space
 
 MAX_DRAWS = 1000
+# A round of draws also stops after this long: in a space of a few huge architectures (thousands
+# of layers, each draw tens of milliseconds) a thousand draws that find nothing new would take
+# minutes. What it found so far is returned; none means "exhausted for now", as after MAX_DRAWS.
+DRAW_SECONDS = 2.0
 
 
 def rng_state(rng: random.Random) -> list[Any]:
@@ -25,13 +30,16 @@ def load_rng(rng: random.Random, state: list[Any]) -> None:
 def draw_new(
     space: Space, rng: random.Random, is_new: Callable[[str], bool]
 ) -> Architecture | None:
-    """A sample whose hash `is_new` accepts, or None when MAX_DRAWS draws found none (space
-    nearly exhausted). A predicate rather than a set, so that the caller can also consult what
-    it does not hold in memory (`SearchBase.known`) one hash at a time."""
+    """A sample whose hash `is_new` accepts, or None when MAX_DRAWS draws (or DRAW_SECONDS)
+    found none (space nearly exhausted). A predicate rather than a set, so that the caller can
+    also consult what it does not hold in memory (`SearchBase.known`) one hash at a time."""
+    deadline = time.monotonic() + DRAW_SECONDS
     for _ in range(MAX_DRAWS):
         architecture = space.sample(rng)
         if is_new(architecture.hash):
             return architecture
+        if time.monotonic() > deadline:
+            break
     return None
 
 
@@ -40,10 +48,12 @@ def draw_many_new(
 ) -> list[Architecture]:
     """The first `count` new samples, as `count` calls of `draw_new` would find them, but with
     one `unseen` question per round of draws rather than one per draw (a round is as many draws
-    as are still missing). Fewer once MAX_DRAWS draws in a row found nothing new."""
+    as are still missing). Fewer once MAX_DRAWS draws in a row found nothing new, or after
+    DRAW_SECONDS."""
     found: dict[str, Architecture] = {}
     misses = 0
-    while len(found) < count and misses < MAX_DRAWS:
+    deadline = time.monotonic() + DRAW_SECONDS
+    while len(found) < count and misses < MAX_DRAWS and time.monotonic() < deadline:
         samples = [space.sample(rng) for _ in range(count - len(found))]
         fresh = unseen([sample.hash for sample in samples if sample.hash not in found])
         for sample in samples:

@@ -1,5 +1,6 @@
-"""Experiment transitions: insert (with its first tasks), pause, resume and cancel. Each locks
-the experiment row before any of its tasks (the lock order, store/__init__.py)."""
+"""Experiment transitions: insert (then its first refill), pause, resume and cancel. Each locks
+the experiment row before any of its tasks (the lock order, store/__init__.py) and bumps its
+version, so a refill computed before the change is not written after it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from server.db import db_now, unit
 from server.errors import ConflictError, NotFoundError
 from server.models import ExperimentStatus
 from server.store import sql as S
-from server.store.refill import cancel_tasks, refill_locked
+from server.store.refill import cancel_tasks, refill
 from server.store.sql import Row
 from server.wakeup import announce_tasks
 
@@ -22,8 +23,8 @@ def insert(engine: Engine, *, values: dict[str, Any]) -> int:
         row = {**values, "status": ExperimentStatus.RUNNING, "tasks_created": 0}
         stamped = S.INSERT_EXPERIMENT.values(created_at=db_now(), started_at=db_now())
         experiment_id: int = connection.execute(stamped, row).scalar_one()
-        refill_locked(connection, experiment_id)
-        return experiment_id
+    refill(engine, experiment_id)  # its first tasks, asked with no transaction open
+    return experiment_id
 
 
 def change_status(engine: Engine, *, experiment_id: int, action: str) -> None:
@@ -33,6 +34,8 @@ def change_status(engine: Engine, *, experiment_id: int, action: str) -> None:
         if experiment is None:
             raise NotFoundError(f"experiment {experiment_id} not found")
         _LIFECYCLE[action](connection, experiment)
+    if action == "resume":
+        refill(engine, experiment_id)  # outcomes that arrived while it was paused
 
 
 def _pause(connection: Connection, experiment: Row) -> None:
@@ -46,7 +49,6 @@ def _resume(connection: Connection, experiment: Row) -> None:
     waiting = connection.execute(S.COUNT_PENDING, {"experiment_id": experiment.id}).scalar_one()
     if waiting:
         announce_tasks(connection, waiting)  # its pending tasks are claimable again
-    refill_locked(connection, experiment.id)  # outcomes that arrived while paused
 
 
 def _cancel(connection: Connection, experiment: Row) -> None:

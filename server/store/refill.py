@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
@@ -14,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from morphml.optimizers import AcceptsKnown, Candidate, KnownHashes, Optimizer, Outcome
 from morphml.optimizers.base import candidate_key
-from server.db import db_now, unit
+from server.db import db_now, read, unit
 from server.models import EventKind, ExperimentStatus, TaskState
 from server.spec import build_optimizer
 from server.store import sql as S
@@ -50,48 +51,105 @@ def budget_of(experiment: Row) -> Budget:
     )
 
 
+# A refill that lost the race to another (a version changed under it) reads and asks again;
+# past this many, the reaper's next pass tops the experiment up.
+REFILL_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a refill read, in one read-only unit: the experiment (its version is the fence),
+    the plan, the outcomes to tell."""
+
+    experiment: Row
+    plan: RefillPlan
+    outcomes: list[Row]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the optimizer made of a snapshot, outside any transaction: candidates and its new
+    state, or the failure that fails the experiment."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    exhausted: bool = False
+    state: dict[str, Any] | None = None
+    failure: str | None = None
+
+
 def refill(engine: Engine, experiment_id: int) -> None:
-    """In a unit of its own: lock the experiment, tell it its queued outcomes and top it up."""
-    with unit(engine) as connection:
-        refill_locked(connection, experiment_id)
+    """Tell the experiment's optimizer its queued outcomes and top the experiment up.
+
+    Optimistic: read a snapshot (no lock), consult the optimizer with no transaction open
+    (building a space and asking can take seconds, and must never hold SQLite's write lock or an
+    experiment row), then write under the experiment's lock only if its version is unchanged;
+    otherwise read and ask again. Every write to an experiment bumps its version, so an outcome
+    is told exactly once and proposals follow the outcomes they were asked after.
+    """
+    for _ in range(REFILL_TRIES):
+        snapshot = _read(engine, experiment_id)
+        if snapshot is None:
+            return
+        if _write(engine, snapshot, _consult(engine, snapshot)):
+            return
+    log.info("experiment %s: refill lost %d races; the reaper retries", experiment_id, REFILL_TRIES)
 
 
-def refill_locked(connection: Connection, experiment_id: int) -> int:
-    """`refill` inside a unit; returns the number of tasks created. Locks the experiment row
-    (the lock order's second kind of unit, store/__init__.py)."""
-    experiment = connection.execute(S.LOCK_EXPERIMENT, {"experiment_id": experiment_id}).first()
-    if experiment is None or experiment.status != ExperimentStatus.RUNNING:
-        return 0
-    view = connection.execute(S.REFILL_VIEW, {"experiment_id": experiment_id}).all()
+def _read(engine: Engine, experiment_id: int) -> Snapshot | None:
+    """The snapshot, or None when the experiment is not running or has nothing due."""
+    with read(engine) as connection:
+        experiment = connection.execute(S.EXPERIMENT_ROW, {"experiment_id": experiment_id}).first()
+        if experiment is None or experiment.status != ExperimentStatus.RUNNING:
+            return None
+        # Counts and outcomes in one statement, so one snapshot on every database.
+        view = connection.execute(S.REFILL_VIEW, {"experiment_id": experiment_id}).all()
+    counts = view[0]
     plan = plan_refill(
-        budget_of(experiment), pending=view[0].pending, running=view[0].running, now=experiment.now
+        budget_of(experiment), pending=counts.pending, running=counts.running, now=experiment.now
     )
     if not plan.due:
-        return 0
-    if plan.cancel_pending:
-        cancel_tasks(connection, experiment_id, (TaskState.PENDING,), "time budget reached")
+        return None
+    return Snapshot(experiment, plan, [row for row in view if row.id is not None])
+
+
+def _consult(engine: Engine, snapshot: Snapshot) -> Proposal:
+    """Build the optimizer, tell it, ask it: library code, guarded, with no transaction open."""
     try:
-        return _consult(connection, experiment, plan, [row for row in view if row.id is not None])
+        optimizer = _guarded(lambda: _load_optimizer(engine, snapshot.experiment))
+        _guarded(lambda: _tell(optimizer, snapshot.outcomes))
+        candidates, exhausted = _ask(engine, snapshot, optimizer)
+        state = _guarded(optimizer.state_dict)
     except OptimizerFailure as exc:
-        fail_experiment(connection, experiment_id, str(exc))
-        return 0
+        return Proposal(failure=str(exc))
+    return Proposal(candidates=candidates, exhausted=exhausted, state=state)
 
 
-def _consult(connection: Connection, experiment: Row, plan: RefillPlan, told: list[Row]) -> int:
-    """Tell, ask and insert; persist the optimizer's state and complete the experiment if done."""
-    optimizer = _guarded(lambda: _load_optimizer(connection, experiment))
-    _guarded(lambda: _tell(optimizer, told))
-    if told:
-        connection.execute(S.MARK_TOLD, {"task_ids": [row.id for row in told]})
-    created, exhausted = _ask_and_insert(connection, experiment, optimizer, plan.room)
-    values: dict[str, Any] = {
-        "optimizer_state": _guarded(optimizer.state_dict),
-        "tasks_created": experiment.tasks_created + created,
-    }
-    if plan.in_flight + created == 0 and (plan.may_complete or exhausted):
-        values.update(status=ExperimentStatus.COMPLETED, finished_at=db_now())
-    connection.execute(S.SET_EXPERIMENT.values(**values), {"experiment_id": experiment.id})
-    return created
+def _write(engine: Engine, snapshot: Snapshot, proposal: Proposal) -> bool:
+    """Under the experiment's lock: the proposal, if the snapshot is still current; whether it
+    was (False: another refill or a lifecycle change came first)."""
+    experiment, plan = snapshot.experiment, snapshot.plan
+    with unit(engine) as connection:
+        now = connection.execute(S.LOCK_EXPERIMENT, {"experiment_id": experiment.id}).first()
+        if now is None or now.version != experiment.version:
+            return False
+        if proposal.failure is not None:
+            fail_experiment(connection, experiment.id, proposal.failure)
+            return True
+        if plan.cancel_pending:
+            cancel_tasks(connection, experiment.id, (TaskState.PENDING,), "time budget reached")
+        if snapshot.outcomes:
+            connection.execute(S.MARK_TOLD, {"task_ids": [row.id for row in snapshot.outcomes]})
+        created = _insert_new(connection, experiment, proposal.candidates)
+        values: dict[str, Any] = {
+            "optimizer_state": proposal.state,
+            "tasks_created": experiment.tasks_created + created,
+        }
+        # In flight can only have fallen since the snapshot (a rise takes a refill, which would
+        # have changed the version), so "nothing in flight" read then is still true.
+        if plan.in_flight + created == 0 and (plan.may_complete or proposal.exhausted):
+            values.update(status=ExperimentStatus.COMPLETED, finished_at=db_now())
+        connection.execute(S.SET_EXPERIMENT.values(**values), {"experiment_id": experiment.id})
+    return True
 
 
 def _guarded(call: Callable[[], T]) -> T:
@@ -105,14 +163,15 @@ def _guarded(call: Callable[[], T]) -> T:
         raise OptimizerFailure(f"optimizer: {type(exc).__name__}: {exc}"[:2000]) from exc
 
 
-def _load_optimizer(connection: Connection, experiment: Row) -> Optimizer:
+def _load_optimizer(engine: Engine, experiment: Row) -> Optimizer:
     optimizer = build_optimizer(experiment.spec)
-    state = connection.execute(S.OPTIMIZER_STATE, {"experiment_id": experiment.id}).scalar()
+    with read(engine) as connection:
+        state = connection.execute(S.OPTIMIZER_STATE, {"experiment_id": experiment.id}).scalar()
     if state is not None:
         optimizer.load_state_dict(state)
     if isinstance(optimizer, AcceptsKnown):
         # The task table remembers every architecture asked, so the state need not.
-        optimizer.known = _tasks_of(connection, experiment.id)
+        optimizer.known = _tasks_of(engine, experiment.id)
     return optimizer
 
 
@@ -124,35 +183,42 @@ def _tell(optimizer: Optimizer, outcomes: list[Row]) -> None:
         optimizer.tell(Candidate.from_dict(row.candidate), metrics, outcome)
 
 
-def _tasks_of(connection: Connection, experiment_id: int) -> KnownHashes:
-    """Which of some architecture hashes the experiment already has a budget-less task for."""
+def _tasks_of(engine: Engine, experiment_id: int) -> KnownHashes:
+    """Which of some architecture hashes the experiment already has a budget-less task for
+    (each question a read-only unit: the optimizer asks with no transaction open)."""
 
     def known(hashes: Collection[str]) -> set[str]:
         keys = {candidate_key(arch_hash, None): arch_hash for arch_hash in hashes}
-        found = connection.execute(S.KNOWN_KEYS, {"experiment_id": experiment_id, "keys": keys})
-        return {keys[key] for key in found.scalars()}
+        params = {"experiment_id": experiment_id, "keys": list(keys)}
+        with read(engine) as connection:
+            found = connection.execute(S.KNOWN_KEYS, params).scalars().all()
+        return {keys[key] for key in found}
 
     return known
 
 
-def _ask_and_insert(
-    connection: Connection, experiment: Row, optimizer: Optimizer, room: int
-) -> tuple[int, bool]:
-    """Ask for `room` new candidates; (tasks created, whether the optimizer ran dry)."""
-    created = 0
+def _ask(engine: Engine, snapshot: Snapshot, optimizer: Optimizer) -> tuple[list[Candidate], bool]:
+    """Up to the plan's room of candidates the experiment has no task for; whether the
+    optimizer ran dry. An optimizer may propose what was already tried: ask a few rounds."""
+    room, experiment = snapshot.plan.room, snapshot.experiment
+    fresh: dict[str, Candidate] = {}
     for _ in range(ASK_ROUNDS if room > 0 else 0):
-        candidates = _guarded(functools.partial(optimizer.ask, room - created))
-        if not candidates:
-            return created, True
-        created += _insert_new(connection, experiment, candidates)
-        if created >= room:
+        asked = _guarded(functools.partial(optimizer.ask, room - len(fresh)))
+        if not asked:
+            return list(fresh.values()), True
+        with read(engine) as connection:
+            params = {"experiment_id": experiment.id, "keys": [c.key for c in asked]}
+            tried = set(connection.execute(S.KNOWN_KEYS, params).scalars())
+        fresh.update((c.key, c) for c in asked if c.key not in tried and c.key not in fresh)
+        if len(fresh) >= room:
             break
-    return created, created == 0
+    return list(fresh.values()), not fresh
 
 
 def _insert_new(connection: Connection, experiment: Row, candidates: list[Candidate]) -> int:
     """Insert the candidates not already tried in this experiment (same architecture and
-    budget), as one multi-row INSERT of tasks and one of their `created` events."""
+    budget; checked again under the lock), as one multi-row INSERT of tasks and one of their
+    `created` events."""
     keys = {candidate.key: candidate for candidate in candidates}
     found = connection.execute(S.KNOWN_KEYS, {"experiment_id": experiment.id, "keys": list(keys)})
     known = set(found.scalars())

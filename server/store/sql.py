@@ -272,31 +272,34 @@ TASK_BY_ID = sa.select(*TASK).where(TASK.id == sa.bindparam("task_id"))
 
 INSERT_EXPERIMENT = sa.insert(_experiment).returning(EXPERIMENT.id)
 
-# The lock of every unit that changes an experiment (refill, lifecycle): taken before any of its
-# task rows. Never `optimizer_state` (megabytes for some optimizers): `OPTIMIZER_STATE` reads it
-# only when the refill consults the optimizer.
-LOCK_EXPERIMENT = (
-    sa.select(
-        EXPERIMENT.id,
-        EXPERIMENT.status,
-        EXPERIMENT.spec,
-        EXPERIMENT.parallelism,
-        EXPERIMENT.max_attempts,
-        EXPERIMENT.max_evaluations,
-        EXPERIMENT.max_seconds,
-        EXPERIMENT.started_at,
-        EXPERIMENT.tasks_created,
-        db_now().label("now"),
-    )
-    .where(EXPERIMENT.id == sa.bindparam("experiment_id"))
-    .with_for_update(key_share=True)
-)
+# What a refill reads of an experiment, and (locked) what every unit that changes an experiment
+# takes before any of its task rows. Never `optimizer_state` (megabytes for some optimizers):
+# `OPTIMIZER_STATE` reads it only when the refill consults the optimizer.
+EXPERIMENT_ROW = sa.select(
+    EXPERIMENT.id,
+    EXPERIMENT.status,
+    EXPERIMENT.version,
+    EXPERIMENT.spec,
+    EXPERIMENT.parallelism,
+    EXPERIMENT.max_attempts,
+    EXPERIMENT.max_evaluations,
+    EXPERIMENT.max_seconds,
+    EXPERIMENT.started_at,
+    EXPERIMENT.tasks_created,
+    db_now().label("now"),
+).where(EXPERIMENT.id == sa.bindparam("experiment_id"))
+LOCK_EXPERIMENT = EXPERIMENT_ROW.with_for_update(key_share=True)
 
 OPTIMIZER_STATE = sa.select(EXPERIMENT.optimizer_state).where(
     EXPERIMENT.id == sa.bindparam("experiment_id")
 )
 
-SET_EXPERIMENT = sa.update(_experiment).where(EXPERIMENT.id == sa.bindparam("experiment_id"))
+# Every write to an experiment bumps its version (the refill's fence).
+SET_EXPERIMENT = (
+    sa.update(_experiment)
+    .where(EXPERIMENT.id == sa.bindparam("experiment_id"))
+    .values(version=EXPERIMENT.version + 1)
+)
 
 RUNNING_EXPERIMENT_IDS = sa.select(EXPERIMENT.id).where(
     EXPERIMENT.status == ExperimentStatus.RUNNING

@@ -4,6 +4,8 @@ and nothing stored can break a later answer."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -108,7 +110,7 @@ def _repeat(depth: Any, *layers: dict[str, Any]) -> dict[str, Any]:
     return {"type": "repeat", "depth": depth, "layers": list(layers)}
 
 
-RELU = {"type": "relu"}
+RELU = {"type": "activation", "fn": "relu"}
 CELL = {"type": "cell", "input_shape": [3, 32, 32], "num_classes": 10}
 
 
@@ -136,3 +138,30 @@ def test_parallelism_is_capped_by_the_server(client: TestClient) -> None:
     response = client.post("/v1/experiments", json=spec(parallelism=100_000))
     assert response.status_code == 422
     assert "MORPHML_MAX_PARALLELISM" in response.json()["detail"]
+
+
+def test_a_slow_refill_never_stalls_other_experiments_heartbeats(client: TestClient) -> None:
+    """A space of one 4,000-layer architecture: asking for 8 distinct candidates draws for
+    seconds. That work holds no lock, so another experiment's heartbeat answers meanwhile."""
+    task = _running_task(client)
+    huge = _layers(*[RELU] * 4_000)
+    created: dict[str, Any] = {}
+
+    def create_slow() -> None:
+        created["response"] = client.post(
+            "/v1/experiments", json=spec(search_space=huge, parallelism=8)
+        )
+
+    slow = threading.Thread(target=create_slow)
+    slow.start()
+    try:
+        time.sleep(1.0)  # the create is asking its optimizer by now
+        beat = client.post(
+            f"/v1/tasks/{task['id']}/heartbeat", json={"lease_token": task["lease_token"]}
+        )
+        assert beat.status_code == 200 and beat.json()["action"] == "continue"
+        assert slow.is_alive(), "the slow create finished first: nothing was shown"
+    finally:
+        slow.join(60)
+    assert created["response"].status_code == 201
+    assert created["response"].json()["tasks_created"] == 1  # the space has one architecture
