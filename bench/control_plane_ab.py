@@ -1,6 +1,8 @@
 """Interleaved before/after runs of the control-plane bench, for a server change.
 
     mkdir -p /tmp/cp_before && git archive <rev> server alembic | tar -x -C /tmp/cp_before
+    (optionally the same for the new side into /tmp/cp_after, with --after /tmp/cp_after, so
+    that edits to the working tree during the run do not change what is measured)
     .venv/bin/python -m bench.control_plane_ab --before /tmp/cp_before --out /tmp/ab.json \\
         tp:sqlite:8 tp:postgres:8 scale:sqlite:100000 idle:sqlite
 
@@ -35,17 +37,20 @@ def run_step(bench: Bench, step: str) -> None:
         bench.ours(args[0], int(args[1]))
     elif kind == "idle":
         bench.idle(args[0])
-    elif kind == "scale":
-        bench.scale(args[0], int(args[1]), same_experiment=True)
+    elif kind in ("scale", "prune"):
+        bench.scale(args[0], int(args[1]), same_experiment=True, pruned=kind == "prune")
     else:
-        raise SystemExit(f"unknown step {step!r}: tp:DB:N, scale:DB:TASKS or idle:DB")
+        raise SystemExit(f"unknown step {step!r}: tp:DB:N, scale:DB:TASKS, prune:DB:TASKS, idle:DB")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--before", type=Path, required=True, help="tree holding the old server/")
+    parser.add_argument(
+        "--after", type=Path, help="tree holding the new server/ (default: this working tree)"
+    )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("steps", nargs="+", help="tp:DB:N, scale:DB:TASKS or idle:DB")
+    parser.add_argument("steps", nargs="+", help="tp:DB:N, scale:DB:TASKS, prune:DB:TASKS, idle:DB")
     args = parser.parse_args(argv)
     raise_fd_limit()
     rows: list[dict[str, Any]] = []
@@ -53,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(replace(FULL, scale_workers=8), scratch)
         for step in args.steps:
             for variant in ("before", "after"):
-                rows += _measure(bench, step, variant, args.before)
+                tree = args.before if variant == "before" else args.after
+                rows += _measure(bench, step, variant, tree)
                 args.out.write_text(json.dumps(rows, indent=1, default=str))
     return 0
 
 
-def _measure(bench: Bench, step: str, variant: str, before: Path) -> list[dict[str, Any]]:
-    if variant == "before":
-        os.environ["PYTHONPATH"] = str(before)  # the server subprocess inherits it
+def _measure(bench: Bench, step: str, variant: str, tree: Path | None) -> list[dict[str, Any]]:
+    if tree is not None:
+        os.environ["PYTHONPATH"] = str(tree)  # the server subprocess inherits it
     else:
         os.environ.pop("PYTHONPATH", None)
     load_before, first = load_average(), len(bench.rows)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from morphml.errors import MorphMLError
-from morphml.evaluators import EVALUATOR_KINDS
+from morphml.evaluators import check_evaluator
 from morphml.optimizers import Optimizer, make_optimizer
 from morphml.optimizers.pruners import Pruner, make_pruner
 from morphml.space import space_from_dict
@@ -53,12 +53,11 @@ def validate_spec(spec: dict[str, Any], limits: SpecLimits) -> None:
         check_space_limits(spec["search_space"], limits.space)
     except MorphMLError as exc:
         raise InvalidSpecError(f"{exc} (MORPHML_MAX_* settings)") from None
-    kind = spec["evaluator"]["kind"]
-    if kind not in EVALUATOR_KINDS:
-        raise InvalidSpecError(
-            f"evaluator.kind: unknown kind {kind!r}; known: {sorted(EVALUATOR_KINDS)}"
-        )
+    evaluator = spec["evaluator"]
     try:
+        # The evaluator's declared parameters, and the space against its dataset (the same
+        # declarations the worker parses them with): a typo is a 422, not a run of failures.
+        check_evaluator(evaluator["kind"], evaluator["params"], spec["search_space"])
         build_optimizer(spec)
         build_pruner(spec)
     except MorphMLError as exc:

@@ -95,7 +95,7 @@ EXPERIMENT: Examples = {
                 {"metric": "val_accuracy", "direction": "maximize"},
                 {"metric": "num_params", "direction": "minimize"},
             ],
-            "evaluator": {"kind": "train", "params": {"dataset": "digits", "epochs": 4}},
+            "evaluator": {"kind": "train", "params": {"dataset": "mnist", "epochs": 4}},
             "budget": {"max_evaluations": 40, "max_seconds": 3600},
             "pruner": {"name": "median"},
             "resources": {"gpus": 1, "gpu_memory_mb": 4000, "labels": {"pool": "a100"}},

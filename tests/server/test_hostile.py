@@ -165,3 +165,21 @@ def test_a_slow_refill_never_stalls_other_experiments_heartbeats(client: TestCli
         slow.join(60)
     assert created["response"].status_code == 201
     assert created["response"].json()["tasks_created"] == 1  # the space has one architecture
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"dataset": "digits", "epoch": 2}, "evaluator.params.epoch"),
+        ({"dataset": "digit"}, "evaluator.params.dataset"),
+        ({"dataset": "mnist"}, "evaluator.params.dataset"),  # the test space takes 1x8x8
+    ],
+)
+def test_evaluator_params_a_worker_could_not_run_are_a_422_naming_the_field(
+    client: TestClient, params: dict[str, Any], field: str
+) -> None:
+    body = spec(evaluator={"kind": "train", "params": params})
+    response = client.post("/v1/experiments", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(field)
+    assert client.get("/v1/experiments").json()["count"] == 0
