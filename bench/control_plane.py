@@ -35,7 +35,7 @@ from bench.cp_env import (
 from bench.cp_history import insert_history
 from bench.cp_idle import run_idle
 from bench.cp_rivals import prepare_ceiling, run_ceiling, run_optuna
-from bench.cp_workers import TRANSPORT_RETRIES, percentile, run_cycles
+from bench.cp_workers import MEDIAN_PRUNER, TRANSPORT_RETRIES, percentile, run_cycles
 
 Row = dict[str, Any]
 
@@ -137,6 +137,7 @@ class Bench:
         workers: int,
         prepare: Callable[[str, int], None] | None = None,
         eval_seconds: float = 0.0,
+        pruner: dict[str, Any] | None = None,
     ) -> Row:
         """Workers cycling against a fresh server and database: the row for `section`.
         `prepare(database_url, experiment_id)` runs once the experiment exists."""
@@ -151,6 +152,7 @@ class Bench:
                     cpu=server.cpu_seconds,
                     prepare=None if prepare is None else functools.partial(prepare, url),
                     eval_seconds=eval_seconds,
+                    pruner=pruner,
                 )
             )
             peak = server.peak_rss_mb()
@@ -179,14 +181,19 @@ class Bench:
         row = {"section": "ceiling", "system": f"sql-{commits}-commit", "db": "postgres"}
         self._record({**row, "n": clients, "rate": rate})
 
-    def scale(self, kind: str, size: int, same_experiment: bool) -> None:
+    def scale(self, kind: str, size: int, same_experiment: bool, pruned: bool = False) -> None:
+        """Cycles in an experiment (or beside one) that already has `size` finished tasks;
+        `pruned`: every heartbeat carries metrics and the experiment has a median pruner."""
+
         def prepare(url: str, experiment_id: int) -> None:
             insert_history(
                 url, bench_experiment_id=experiment_id, count=size, same_experiment=same_experiment
             )
 
-        row = self._cycles("scale", kind, self.plan.scale_workers, prepare=prepare)
+        pruner = MEDIAN_PRUNER if pruned else None
+        row = self._cycles("scale", kind, self.plan.scale_workers, prepare=prepare, pruner=pruner)
         row.update(history=size, where="same" if same_experiment else "other")
+        row["heartbeats"] = "metrics, median pruner" if pruned else "plain"
         self._record(row)
 
     def idle(self, kind: str) -> None:
@@ -255,6 +262,8 @@ def _throughput_round(bench: Bench, workers: int) -> None:
 def _scale_round(bench: Bench, kind: str) -> None:
     for size in bench.plan.scale_sizes:
         bench.scale(kind, size, same_experiment=True)
+    for size in bench.plan.scale_sizes:
+        bench.scale(kind, size, same_experiment=True, pruned=True)
     if bench.plan.scale_other:
         bench.scale(kind, bench.plan.scale_sizes[-1], same_experiment=False)
 

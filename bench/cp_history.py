@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bench.cp_env import sqlalchemy_url
-from server.models import EXPERIMENT, EventKind, Experiment, Task, TaskEvent, TaskState
+from server.models import EXPERIMENT, EventKind, Experiment, TaskEvent, TaskState
 
 BATCH = 5_000
 HISTORY_CANDIDATE: dict[str, Any] = {
@@ -68,8 +68,14 @@ def _event_rows(experiment_id: int, task_ids: list[int]) -> list[dict[str, Any]]
 
 
 def _insert_batch(conn: Connection, experiment_id: int, start: int, stop: int) -> None:
-    tasks = sa.insert(Task).returning(Task.__table__.c.id, sort_by_parameter_order=True)  # type: ignore[attr-defined]
-    ids = list(conn.execute(tasks, _task_rows(experiment_id, start, stop)).scalars())
+    # The table as the database has it: an older server's schema (bench.control_plane_ab's
+    # "before") still has task.intermediate, which is NOT NULL there.
+    table = sa.Table("task", sa.MetaData(), autoload_with=conn)
+    rows = _task_rows(experiment_id, start, stop)
+    if "intermediate" in table.c:
+        rows = [{**row, "intermediate": {}} for row in rows]
+    tasks = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    ids = list(conn.execute(tasks, rows).scalars())
     conn.execute(sa.insert(TaskEvent), _event_rows(experiment_id, ids))
 
 

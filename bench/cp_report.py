@@ -97,17 +97,20 @@ def rivals(rows: list[Row]) -> str:
 
 
 def scale(rows: list[Row]) -> str:
-    header = ["db", "tasks already in DB", "history in", "N", "cycles/s", "server CPU ms/cycle"]
-    header += ["claim p50/99 ms", "complete p50/99 ms", "machine"]
+    header = ["db", "tasks already in DB", "history in", "heartbeats", "N", "cycles/s"]
+    header += ["server CPU ms/cycle", "claim p50/99 ms", "heartbeat p50/99 ms"]
+    header += ["complete p50/99 ms", "machine"]
     lines = [
         [
             r["db"],
             f"{r['history']:,}",
             f"{r['where']} experiment",
+            r.get("heartbeats", "plain"),
             str(r["n"]),
             f"{r['rate']:.0f}",
             f"{r['cpu_ms_per_cycle']:.1f}",
             f"{r['claim'][0]:.1f} / {r['claim'][2]:.1f}",
+            f"{r['heartbeat'][0]:.1f} / {r['heartbeat'][2]:.1f}",
             f"{r['complete'][0]:.1f} / {r['complete'][2]:.1f}",
             r["machine"],
         ]

@@ -31,8 +31,15 @@ def big_space() -> dict[str, Any]:
     return space.to_dict()
 
 
-def experiment_spec(*, parallelism: int, max_evaluations: int = 10_000_000) -> dict[str, Any]:
+# The pruner of the metrics-heartbeat rows: it compares every report from the first step on.
+MEDIAN_PRUNER = {"name": "median", "params": {"warmup_steps": 0, "min_tasks": 5}}
+
+
+def experiment_spec(
+    *, parallelism: int, max_evaluations: int = 10_000_000, pruner: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
+        "pruner": pruner,
         "name": "control-plane-bench",
         "search_space": big_space(),
         "optimizer": {"name": "random", "params": {}},
@@ -126,24 +133,38 @@ async def claim(
     return task, ms
 
 
-async def finish(client: httpx.AsyncClient, task: dict[str, Any]) -> list[tuple[str, float]]:
-    """One heartbeat, then complete with a made-up metric: the calls' latencies in ms."""
+def _made_up_accuracy(task: dict[str, Any]) -> float:
+    return (task["id"] % 997) / 997
+
+
+async def finish(
+    client: httpx.AsyncClient, task: dict[str, Any], report: bool = False
+) -> list[tuple[str, float]]:
+    """One heartbeat (`report`: carrying an epoch's metrics, as `train` sends), then complete
+    with a made-up metric unless the pruner stopped the task: the calls' latencies in ms."""
     token = task["lease_token"]
-    beat, beat_ms = await timed_post(
-        client, f"/v1/tasks/{task['id']}/heartbeat", {"lease_token": token, "progress": 0.5}
-    )
+    body: dict[str, Any] = {"lease_token": token, "progress": 0.5}
+    if report:
+        body.update(step=1, metrics={"val_accuracy": _made_up_accuracy(task)})
+    beat, beat_ms = await timed_post(client, f"/v1/tasks/{task['id']}/heartbeat", body)
     beat.raise_for_status()
+    if beat.json()["action"] == "stop":
+        return [("heartbeat", beat_ms)]
     done, done_ms = await timed_post(
         client,
         f"/v1/tasks/{task['id']}/complete",
-        {"lease_token": token, "metrics": {"val_accuracy": (task["id"] % 997) / 997}},
+        {"lease_token": token, "metrics": {"val_accuracy": _made_up_accuracy(task)}},
     )
     done.raise_for_status()
     return [("heartbeat", beat_ms), ("complete", done_ms)]
 
 
 async def one_cycle(
-    client: httpx.AsyncClient, worker_id: int, wait_seconds: float, eval_seconds: float = 0.0
+    client: httpx.AsyncClient,
+    worker_id: int,
+    wait_seconds: float,
+    eval_seconds: float = 0.0,
+    report: bool = False,
 ) -> list[tuple[str, float]] | None:
     """claim -> (evaluate: sleep) -> heartbeat -> complete; the calls' latencies, or None when
     the claim got 204."""
@@ -152,17 +173,17 @@ async def one_cycle(
         return None
     if eval_seconds:
         await asyncio.sleep(eval_seconds)
-    return [("claim", claim_ms), *await finish(client, task)]
+    return [("claim", claim_ms), *await finish(client, task, report)]
 
 
 async def _cycle_loop(
-    url: str, worker_id: int, window: Window, stats: CycleStats, eval_seconds: float
+    url: str, worker_id: int, window: Window, stats: CycleStats, eval_seconds: float, report: bool
 ) -> None:
     # Its own client and connection, as each real worker has: one client shared by N workers
     # spends more CPU in httpx's connection pool than the server spends per request at N = 32.
     async with make_client(url, 1) as client:
         while time.perf_counter() < window.end:
-            calls = await one_cycle(client, worker_id, 5, eval_seconds)
+            calls = await one_cycle(client, worker_id, 5, eval_seconds, report)
             if calls is None or not window.holds(time.perf_counter()):
                 continue
             stats.cycles += 1
@@ -186,14 +207,16 @@ async def run_cycles(
     cpu: Sampler,
     prepare: Callable[[int], None] | None = None,
     eval_seconds: float = 0.0,
+    pruner: dict[str, Any] | None = None,
 ) -> tuple[CycleStats, float]:
     """N workers cycling for warmup + seconds; (stats of the window, server CPU s in it).
 
     `prepare(experiment_id)` runs (in a thread) after the experiment exists, before any claim;
-    each evaluation takes `eval_seconds` (zero: the server is driven flat out).
+    each evaluation takes `eval_seconds` (zero: the server is driven flat out). With a
+    `pruner`, each heartbeat carries metrics, which the server records and prunes on.
     """
     async with make_client(url, workers + 8) as client:
-        spec = experiment_spec(parallelism=max(2 * workers, workers + 8))
+        spec = experiment_spec(parallelism=max(2 * workers, workers + 8), pruner=pruner)
         experiment_id = await create_experiment(client, spec)
         if prepare is not None:
             await asyncio.to_thread(prepare, experiment_id)
@@ -201,7 +224,11 @@ async def run_cycles(
         now = time.perf_counter()
         window = Window(start=now + warmup, end=now + warmup + seconds)
         stats = CycleStats()
-        loops = [asyncio.create_task(_cycle_loop(url, i, window, stats, eval_seconds)) for i in ids]
+        report = pruner is not None
+        loops = [
+            asyncio.create_task(_cycle_loop(url, i, window, stats, eval_seconds, report))
+            for i in ids
+        ]
         cpu_start, cpu_end = await _sample_at(window, cpu)
         await _finish(loops, grace=10.0)
     return stats, cpu_end - cpu_start
