@@ -90,10 +90,13 @@ class EvaluatorSpec(Strict):
 
 class BudgetSpec(Strict):
     """When the search stops: after `max_evaluations` tasks and/or `max_seconds` of wall
-    time (whichever comes first; null = no limit of that kind)."""
+    time (whichever comes first; null = no limit of that kind). It fails, with the first
+    task's error, once `max_failed` tasks have failed (null: once its first 5 finished tasks
+    all failed, or when it ends with failures and no success)."""
 
     max_evaluations: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     max_seconds: Annotated[float, Field(gt=0, le=10 * 365 * 86400)] | None = None
+    max_failed: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
 class ResourceNeeds(Strict):

@@ -19,7 +19,7 @@ from server.db import db_now, read, unit
 from server.models import EventKind, ExperimentStatus, TaskState
 from server.spec import build_optimizer
 from server.store import sql as S
-from server.store.refill_rule import Budget, RefillPlan, plan_refill
+from server.store.refill_rule import Budget, Outcomes, RefillPlan, plan_refill
 from server.store.sql import Row
 from server.wakeup import announce_tasks
 
@@ -48,6 +48,7 @@ def budget_of(experiment: Row) -> Budget:
         tasks_created=experiment.tasks_created,
         max_seconds=experiment.max_seconds,
         started_at=experiment.started_at,
+        max_failed=experiment.spec.get("budget", {}).get("max_failed"),
     )
 
 
@@ -101,12 +102,13 @@ def _read(engine: Engine, experiment_id: int) -> Snapshot | None:
         experiment = connection.execute(S.EXPERIMENT_ROW, {"experiment_id": experiment_id}).first()
         if experiment is None or experiment.status != ExperimentStatus.RUNNING:
             return None
+        budget = budget_of(experiment)
         # Counts and outcomes in one statement, so one snapshot on every database.
-        view = connection.execute(S.REFILL_VIEW, {"experiment_id": experiment_id}).all()
+        params = {"experiment_id": experiment_id, "failed_cap": budget.failures_that_matter()}
+        view = connection.execute(S.REFILL_VIEW, params).all()
     counts = view[0]
-    plan = plan_refill(
-        budget_of(experiment), pending=counts.pending, running=counts.running, now=experiment.now
-    )
+    outcomes = Outcomes(counts.pending, counts.running, counts.failed, int(counts.succeeded))
+    plan = plan_refill(budget, outcomes, now=experiment.now)
     if not plan.due:
         return None
     return Snapshot(experiment, plan, [row for row in view if row.id is not None])
@@ -133,7 +135,10 @@ def _write(engine: Engine, snapshot: Snapshot, proposal: Proposal) -> bool:
         if now is None or now.version != experiment.version:
             return False
         if proposal.failure is not None:
-            fail_experiment(connection, experiment.id, proposal.failure)
+            fail_experiment(connection, experiment.id, proposal.failure, "optimizer failed")
+            return True
+        if plan.give_up is not None:
+            _give_up(connection, experiment.id, plan.give_up)
             return True
         if plan.cancel_pending:
             cancel_tasks(connection, experiment.id, (TaskState.PENDING,), "time budget reached")
@@ -147,9 +152,19 @@ def _write(engine: Engine, snapshot: Snapshot, proposal: Proposal) -> bool:
         # In flight can only have fallen since the snapshot (a rise takes a refill, which would
         # have changed the version), so "nothing in flight" read then is still true.
         if plan.in_flight + created == 0 and (plan.may_complete or proposal.exhausted):
+            if plan.no_success:  # it ran to its end and nothing worked: not a success
+                _give_up(connection, experiment.id, "every task failed")
+                return True
             values.update(status=ExperimentStatus.COMPLETED, finished_at=db_now())
         connection.execute(S.SET_EXPERIMENT.values(**values), {"experiment_id": experiment.id})
     return True
+
+
+def _give_up(connection: Connection, experiment_id: int, why: str) -> None:
+    """Failed, with the reason and the first task's error (what a user needs to fix first)."""
+    first = connection.execute(S.FIRST_ERROR, {"experiment_id": experiment_id}).scalar()
+    error = f"{why}; first error: {first}" if first else why
+    fail_experiment(connection, experiment_id, error[:2000], "experiment failed")
 
 
 def _guarded(call: Callable[[], T]) -> T:
@@ -271,7 +286,8 @@ def cancel_tasks(
     return len(rows)
 
 
-def fail_experiment(connection: Connection, experiment_id: int, error: str) -> None:
-    cancel_tasks(connection, experiment_id, S.IN_FLIGHT, "optimizer failed")
+def fail_experiment(connection: Connection, experiment_id: int, error: str, reason: str) -> None:
+    """Failed with `error`; its pending and running tasks cancelled for `reason`."""
+    cancel_tasks(connection, experiment_id, S.IN_FLIGHT, reason)
     values = {"status": ExperimentStatus.FAILED, "error": error, "finished_at": db_now()}
     connection.execute(S.SET_EXPERIMENT.values(**values), {"experiment_id": experiment_id})

@@ -306,12 +306,32 @@ RUNNING_EXPERIMENT_IDS = sa.select(EXPERIMENT.id).where(
 )
 
 
+def _failed_up_to(experiment_id: sa.BindParameter[int]) -> sa.ScalarSelect[int]:
+    """The experiment's failed tasks, counted up to `failed_cap` (an index range of at most
+    that many rows, however many failed: the give-up rule needs no more)."""
+    failed = (
+        sa.select(TASK.id)
+        .where(TASK.state == TaskState.FAILED, TASK.experiment_id == experiment_id)
+        .limit(sa.bindparam("failed_cap", type_=sa.Integer))
+        .subquery()
+    )
+    return sa.select(sa.func.count()).select_from(failed).scalar_subquery()
+
+
+def _any_success(experiment_id: sa.BindParameter[int]) -> sa.Exists:
+    return sa.exists().where(
+        TASK.state.in_((TaskState.COMPLETED, TaskState.PRUNED)),
+        TASK.experiment_id == experiment_id,
+    )
+
+
 def _refill_view() -> sa.Select[Any]:
-    """In one statement, so one snapshot: the experiment's pending and running counts and the
-    outcomes waiting to be told (one row each; one row of NULLs when there are none). Read in two
-    statements, a complete committing between them made the refill count a finished task as
-    running or tell an outcome it had counted as in flight: outcomes then reached the optimizer
-    in batches that depended on timing."""
+    """In one statement, so one snapshot: the experiment's pending and running counts, its
+    failures (up to `failed_cap`), whether any task succeeded, and the outcomes waiting to be
+    told (one row each; one row of NULLs when there are none). Read in two statements, a
+    complete committing between them made the refill count a finished task as running or tell
+    an outcome it had counted as in flight: outcomes then reached the optimizer in batches that
+    depended on timing."""
     experiment_id: sa.BindParameter[int] = sa.bindparam("experiment_id")
 
     def count(state: TaskState) -> sa.ScalarSelect[int]:
@@ -323,6 +343,8 @@ def _refill_view() -> sa.Select[Any]:
         sa.select(
             count(TaskState.PENDING).label("pending"),
             count(TaskState.RUNNING).label("running"),
+            _failed_up_to(experiment_id).label("failed"),
+            _any_success(experiment_id).label("succeeded"),
             TASK.id,
             TASK.state,
             TASK.candidate,
@@ -367,6 +389,19 @@ IN_FLIGHT_OF = sa.select(
     sa.func.count().filter(TASK.state == TaskState.PENDING).label("pending"),
     sa.func.count().filter(TASK.state == TaskState.RUNNING).label("running"),
 ).where(TASK.experiment_id == sa.bindparam("experiment_id"), TASK.state.in_(IN_FLIGHT))
+
+# After a failure: the failures (up to `failed_cap`) and whether anything succeeded.
+FAILURES_OF = sa.select(
+    _failed_up_to(sa.bindparam("experiment_id")).label("failed"),
+    _any_success(sa.bindparam("experiment_id")).label("succeeded"),
+)
+
+FIRST_ERROR = (
+    sa.select(TASK.error)
+    .where(TASK.experiment_id == sa.bindparam("experiment_id"), TASK.state == TaskState.FAILED)
+    .order_by(TASK.finished_at, TASK.id)
+    .limit(1)
+)
 
 COUNT_PENDING = sa.select(sa.func.count()).where(
     TASK.experiment_id == sa.bindparam("experiment_id"), TASK.state == TaskState.PENDING

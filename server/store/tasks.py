@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from server.models import EventKind, ExperimentStatus, TaskState
 from server.store import intermediate
 from server.store import sql as S
 from server.store.refill import budget_of, refill
-from server.store.refill_rule import plan_refill
+from server.store.refill_rule import Outcomes, plan_refill
 from server.store.sql import Row
 from server.wakeup import announce_tasks
 
@@ -292,7 +292,7 @@ def _release_or_fail(
         return task, False
     task = _finish(connection, locked, TaskState.FAILED, error=error)
     _event(connection, locked, EventKind.FAILED, {"error": error[:500], "cause": kind.value})
-    return task, _refill_due(connection, locked)
+    return task, _refill_due(connection, locked, failed=True)
 
 
 def _finish(
@@ -335,15 +335,20 @@ def _event(
     connection.execute(S.ADD_EVENT, {**params, "detail": detail or {}})
 
 
-def _refill_due(connection: Connection, locked: Row) -> bool:
-    """Whether the refill has work now: the refill rule on this unit's counts."""
+def _refill_due(connection: Connection, locked: Row, *, failed: bool = False) -> bool:
+    """Whether the refill has work now: the refill rule on this unit's counts (failures are
+    counted only after a failure: a success cannot make the experiment give up)."""
     if locked.status != ExperimentStatus.RUNNING:
         return False
-    counts = connection.execute(S.IN_FLIGHT_OF, {"experiment_id": locked.experiment_id}).one()
-    plan = plan_refill(
-        budget_of(locked), pending=counts.pending, running=counts.running, now=locked.now
-    )
-    return plan.due
+    budget = budget_of(locked)
+    params = {"experiment_id": locked.experiment_id}
+    flight = connection.execute(S.IN_FLIGHT_OF, params).one()
+    outcomes = Outcomes(pending=flight.pending, running=flight.running, succeeded=1)
+    if failed:
+        cap = budget.failures_that_matter()
+        failures = connection.execute(S.FAILURES_OF, {**params, "failed_cap": cap}).one()
+        outcomes = replace(outcomes, failed=failures.failed, succeeded=int(failures.succeeded))
+    return plan_refill(budget, outcomes, now=locked.now).due
 
 
 def _refill_after(engine: Engine, experiment_id: int, due: bool) -> None:

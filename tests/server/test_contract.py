@@ -171,10 +171,11 @@ def test_lease_expiry_fails_task_when_attempts_exhausted(client: TestClient) -> 
             break
         time.sleep(0.1)
     # The reaper fails the task (its lease expired with no attempt left), then the refill that
-    # outcome made due completes the experiment: its budget is spent and nothing is in flight.
-    # A read shows one snapshot: the status and the counts agree.
+    # outcome made due ends the experiment: its budget is spent and nothing is in flight; with
+    # no success it is failed, not completed. A read shows one snapshot: status and counts agree.
     assert state["counts"]["failed"] == 1
-    assert state["status"] == "completed"
+    assert state["status"] == "failed"
+    assert state["error"] == "every task failed; first error: lease expired (no heartbeat)"
 
 
 def test_fail_retryable_requeues_then_fails(client: TestClient) -> None:
@@ -381,3 +382,49 @@ def test_a_pruned_task_keeps_its_last_report_as_its_metrics(client: TestClient) 
     assert [t["id"] for t in pruned] == [bad["id"]]
     assert pruned[0]["metrics"] == {"val_accuracy": 0.1}
     assert pruned[0]["intermediate"] == {"1": {"val_accuracy": 0.1}}
+
+
+def _fail(client: TestClient, task: dict[str, Any], error: str) -> None:
+    body = {"lease_token": task["lease_token"], "error": error, "retryable": False}
+    assert client.post(f"/v1/tasks/{task['id']}/fail", json=body).status_code == 200
+
+
+def test_an_experiment_whose_first_tasks_all_fail_fails_with_the_first_error(
+    client: TestClient,
+) -> None:
+    experiment = _create(client, parallelism=8, budget={"max_evaluations": 16})
+    worker_id = _register(client)
+    for index in range(5):
+        task = _claim(client, worker_id)
+        assert task is not None
+        _fail(client, task, f"boom {index}")
+    state = client.get(f"/v1/experiments/{experiment['id']}").json()
+    assert state["status"] == "failed"
+    assert "first 5 tasks all failed" in state["error"] and "boom 0" in state["error"]
+    assert state["counts"]["pending"] == 0 and state["counts"]["running"] == 0
+
+
+def test_max_failed_counts_failures_after_successes(client: TestClient) -> None:
+    experiment = _create(client, parallelism=4, budget={"max_evaluations": 20, "max_failed": 2})
+    worker_id = _register(client)
+    done = _claim(client, worker_id)
+    assert done is not None
+    body = {"lease_token": done["lease_token"], "metrics": {"val_accuracy": 0.5}}
+    assert client.post(f"/v1/tasks/{done['id']}/complete", json=body).status_code == 200
+    for index in range(2):
+        task = _claim(client, worker_id)
+        assert task is not None
+        _fail(client, task, f"boom {index}")
+    state = client.get(f"/v1/experiments/{experiment['id']}").json()
+    assert state["status"] == "failed" and "max_failed is 2" in state["error"]
+
+
+def test_a_run_that_ends_with_only_failures_is_failed_not_completed(client: TestClient) -> None:
+    experiment = _create(client, parallelism=2, budget={"max_evaluations": 2})
+    worker_id = _register(client)
+    for index in range(2):
+        task = _claim(client, worker_id)
+        assert task is not None
+        _fail(client, task, f"boom {index}")
+    state = client.get(f"/v1/experiments/{experiment['id']}").json()
+    assert state["status"] == "failed" and state["error"].startswith("every task failed")
