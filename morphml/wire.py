@@ -476,6 +476,10 @@ class WorkerResources(BaseModel):
     cpus: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     memory_mb: SmallInt = 0
     gpus: list[GpuInfo] = Field(default_factory=list, max_length=1024)
+    slots: Annotated[int, Field(ge=0, le=4096)] = Field(
+        default=0,
+        description="Evaluations it runs at once; the server leases it no more (0: undeclared).",
+    )
 
 
 class WorkerCreate(BaseModel):
@@ -589,6 +593,12 @@ class FailRequest(BaseModel):
     retryable: bool = Field(
         default=True,
         description="Run it again (attempt + 1) while attempts remain; false: fail it now.",
+    )
+    environment: bool = Field(
+        default=False,
+        description="The worker's machine failed (disk full or read-only, no process start), "
+        "not the candidate: run it again without using an attempt (at most 5 times), and not "
+        "straight back on this worker.",
     )
 
 

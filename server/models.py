@@ -159,6 +159,17 @@ class Task(SQLModel, table=True):
     tell_pending: bool = Field(
         default=False, sa_column_kwargs={"server_default": sa.false(), "nullable": False}
     )
+    # Failures of the worker's machine (full disk, no process start): retried without using
+    # an attempt, up to a cap.
+    environment_failures: int = Field(
+        default=0, sa_column_kwargs={"server_default": sa.text("0"), "nullable": False}
+    )
+    # A retried task is not handed straight back to the worker that just gave it up.
+    avoid_worker_id: int | None = None
+    avoid_until: datetime | None = _stamp()
+    # The lease token a requeue took back: the late result of that lease still counts while the
+    # task waits unclaimed (never over a newer lease).
+    released_token: str | None = Field(default=None, sa_type=sa.String(64))
 
 
 class TaskEvent(SQLModel, table=True):

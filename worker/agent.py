@@ -156,10 +156,11 @@ class Agent:
 
     def _register(self) -> int | None:
         """The id the server gave this worker; None when stopped before it answered."""
+        resources = self.machine.resources().model_copy(update={"slots": len(self.slots)})
         body = WorkerCreate(
             name=self.settings.name,
             host=self.machine.host,
-            resources=self.machine.resources(),
+            resources=resources,
             labels=self.settings.labels,
         )
         try:

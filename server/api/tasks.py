@@ -275,6 +275,7 @@ async def fail(
         lease_token=body.lease_token,
         error=body.error,
         retryable=body.retryable,
+        environment=body.environment,
     )
     metrics.outcomes.labels(outcome=settled.task.state).inc()
     return task_public(settled.task, settled.history)

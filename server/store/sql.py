@@ -89,9 +89,15 @@ def _claim() -> sa.Update:
     row it locks, so a task taken meanwhile is skipped, never handed out twice.
     """
     experiment_id: sa.BindParameter[int] = sa.bindparam("b_experiment_id")
+    # Not straight back to the worker that just gave the task up (for AVOID_SECONDS).
+    not_avoided = sa.or_(
+        TASK.avoid_worker_id.is_(None),
+        TASK.avoid_worker_id != sa.bindparam("b_worker_id"),
+        TASK.avoid_until < db_now(),
+    )
     pick = (
         sa.select(TASK.id)
-        .where(TASK.state == TaskState.PENDING, TASK.experiment_id == experiment_id)
+        .where(TASK.state == TaskState.PENDING, TASK.experiment_id == experiment_id, not_avoided)
         .order_by(TASK.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -211,8 +217,10 @@ LOCK_TASK = (
         TASK.experiment_id,
         TASK.state,
         TASK.lease_token,
+        TASK.released_token,
         TASK.attempt,
         TASK.max_attempts,
+        TASK.environment_failures,
         TASK.worker_id,
         db_now().label("now"),
     )
@@ -251,19 +259,38 @@ FINISH = (
     .returning(*TASK)
 )
 
-# Back to pending for another attempt: the lease and the worker let go.
-RELEASE = (
-    sa.update(_task)
-    .where(TASK.id == sa.bindparam("task_id"))
-    .values(
-        state=TaskState.PENDING,
-        attempt=TASK.attempt + 1,
-        error=sa.bindparam("b_error"),
-        lease_token=None,
-        lease_expires_at=None,
-        worker_id=None,
+# A released task is not handed back to the worker that had it for this long (another worker
+# may take it at once; a fleet of one gets it back after the pause).
+AVOID_SECONDS = 30.0
+
+
+def _release(**counting: Any) -> sa.Update:
+    """Back to pending: the lease and the worker let go (the old token kept as
+    `released_token`, the old worker as `avoid_worker_id`: SET reads the row as it was)."""
+    return (
+        sa.update(_task)
+        .where(TASK.id == sa.bindparam("task_id"))
+        .values(
+            state=TaskState.PENDING,
+            error=sa.bindparam("b_error"),
+            released_token=TASK.lease_token,
+            avoid_worker_id=TASK.worker_id,
+            avoid_until=db_now(AVOID_SECONDS),
+            lease_token=None,
+            lease_expires_at=None,
+            worker_id=None,
+            **counting,
+        )
+        .returning(*TASK)
     )
-    .returning(*TASK)
+
+
+# For another attempt; or, after a failure of the worker's machine, without using one.
+RELEASE = _release(attempt=TASK.attempt + 1)
+RELEASE_ENVIRONMENT = _release(environment_failures=TASK.environment_failures + 1)
+
+RUNNING_ON_WORKER = sa.select(sa.func.count()).where(
+    TASK.worker_id == sa.bindparam("worker_id"), TASK.state == TaskState.RUNNING
 )
 
 TASK_BY_ID = sa.select(*TASK).where(TASK.id == sa.bindparam("task_id"))

@@ -28,6 +28,9 @@ log = logging.getLogger("morphml.server")
 # Experiments whose optimizer is still told outcomes (a paused one resumes with them).
 TELLING = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
 STOPPED = (TaskState.CANCELLED, TaskState.PRUNED)
+# Failures of workers' machines one task may cause before they count as attempts (a candidate
+# that fills every disk it runs on must still fail in the end).
+MAX_ENVIRONMENT_FAILURES = 5
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def claim(
         worker = connection.execute(S.TOUCH_WORKER, {"worker_id": worker_id}).first()
         if worker is None:
             raise NotFoundError(f"worker {worker_id} not registered")
+        _check_slots(connection, worker_id, worker.resources or {})
         gpus, memory = _free_resources(worker.resources or {}, free_gpus, free_gpu_memory_mb)
         wanted = (worker.labels or {}) if labels is None else labels
         order, unfit = _claim_order(connection, gpus=gpus, memory=memory, labels=wanted)
@@ -88,6 +92,19 @@ def claim(
                     task=task, spec=experiment.spec, lease_seconds=experiment.lease_seconds
                 )
         return Miss(unfit=unfit)
+
+
+def _check_slots(connection: Connection, worker_id: int, resources: dict[str, Any]) -> None:
+    """A worker that declared its slots holds at most that many leases (409 beyond): a stolen
+    token cannot hoard an experiment's tasks through one registration."""
+    slots = resources.get("slots") or 0
+    if not slots:
+        return
+    held = connection.execute(S.RUNNING_ON_WORKER, {"worker_id": worker_id}).scalar_one()
+    if held >= slots:
+        raise ConflictError(
+            f"worker {worker_id} already holds {held} running tasks, its declared slots"
+        )
 
 
 def _claim_in(connection: Connection, experiment_id: int, worker_id: int) -> Row | None:
@@ -199,6 +216,18 @@ def _prune(connection: Connection, task_id: int, lease_token: str, reason: str) 
     return _refill_due(connection, locked)
 
 
+def _lock_for_result(connection: Connection, task_id: int, lease_token: str) -> Row:
+    """`lock_task` for a complete, which also takes the late result of the lease a requeue
+    took back while the task still waits unclaimed (the server was down longer than the lease:
+    the work is done, it need not be trained again). A newer lease fences it as usual."""
+    locked = connection.execute(S.LOCK_TASK, {"task_id": task_id}).first()
+    if locked is None:
+        raise NotFoundError(f"task {task_id} not found")
+    released = locked.state == TaskState.PENDING and locked.released_token is not None
+    check_token(task_id, locked.released_token if released else locked.lease_token, lease_token)
+    return locked
+
+
 def lock_task(connection: Connection, task_id: int, lease_token: str) -> Row:
     """The task row locked (the lock order's first kind of unit), its token checked."""
     locked = connection.execute(S.LOCK_TASK, {"task_id": task_id}).first()
@@ -226,28 +255,42 @@ def complete(
     so every outcome is told before the next ask that follows it.
     """
     with unit(engine) as connection:
-        locked = lock_task(connection, task_id, lease_token)
+        locked = _lock_for_result(connection, task_id, lease_token)
         history = intermediate.history(connection, task_id)
         if locked.state == TaskState.COMPLETED:
             task = connection.execute(S.TASK_BY_ID, {"task_id": task_id}).one()
             return Settled(task, history)
-        if locked.state != TaskState.RUNNING:
+        late = locked.state == TaskState.PENDING  # `_lock_for_result` checked whose it was
+        if locked.state != TaskState.RUNNING and not late:
             raise ConflictError(
                 f"task {task_id} is {locked.state}; its result is not needed any more"
             )
         task = _finish(connection, locked, TaskState.COMPLETED, metrics=metrics)
-        _event(connection, locked, EventKind.COMPLETED)
+        _event(connection, locked, EventKind.COMPLETED, {"late": True} if late else None)
         due = _refill_due(connection, locked)
     _refill_after(engine, locked.experiment_id, due)
     return Settled(task, history)
 
 
-def fail(engine: Engine, *, task_id: int, lease_token: str, error: str, retryable: bool) -> Settled:
-    """Retry (pending, attempt + 1) while attempts remain and the error is retryable, else fail."""
+def fail(
+    engine: Engine,
+    *,
+    task_id: int,
+    lease_token: str,
+    error: str,
+    retryable: bool,
+    environment: bool = False,
+) -> Settled:
+    """Retry (pending, attempt + 1) while attempts remain and the error is retryable, else fail.
+    `environment`: the worker's machine failed, not the candidate: retried without using an
+    attempt, up to MAX_ENVIRONMENT_FAILURES times."""
     with unit(engine) as connection:
         locked = lock_task(connection, task_id, lease_token)
         if locked.state != TaskState.RUNNING:
             raise ConflictError(f"task {task_id} is {locked.state}")
+        if environment and locked.environment_failures < MAX_ENVIRONMENT_FAILURES:
+            task = _release(connection, locked, S.RELEASE_ENVIRONMENT, error, EventKind.RETRIED)
+            return Settled(task, intermediate.history(connection, task_id))
         task, due = _release_or_fail(
             connection, locked, error=error, retry=retryable, kind=EventKind.RETRIED
         )
@@ -286,13 +329,21 @@ def _release_or_fail(
     """Back to pending with attempt + 1 if allowed, else failed and queued for the optimizer;
     the task as it now stands and whether a refill became due."""
     if retry and locked.attempt < locked.max_attempts:
-        task = connection.execute(S.RELEASE, {"task_id": locked.id, "b_error": error}).one()
-        _event(connection, locked, kind, {"error": error[:500]})
-        announce_tasks(connection)
-        return task, False
+        return _release(connection, locked, S.RELEASE, error, kind), False
     task = _finish(connection, locked, TaskState.FAILED, error=error)
     _event(connection, locked, EventKind.FAILED, {"error": error[:500], "cause": kind.value})
     return task, _refill_due(connection, locked, failed=True)
+
+
+def _release(
+    connection: Connection, locked: Row, statement: Any, error: str, kind: EventKind
+) -> Row:
+    """Back to pending (`sql.RELEASE` or `RELEASE_ENVIRONMENT`), claimers woken."""
+    task = connection.execute(statement, {"task_id": locked.id, "b_error": error}).one()
+    environment = statement is S.RELEASE_ENVIRONMENT
+    _event(connection, locked, kind, {"error": error[:500], "environment": environment})
+    announce_tasks(connection)
+    return task
 
 
 def _finish(

@@ -188,7 +188,8 @@ def test_fail_retryable_requeues_then_fails(client: TestClient) -> None:
         json={"lease_token": task["lease_token"], "error": "CUDA OOM", "retryable": True},
     ).json()
     assert retried["state"] == "pending" and retried["attempt"] == 2
-    again = _claim(client, worker_id)
+    # Not straight back to the worker that failed it: another worker takes the retry.
+    again = _claim(client, _register(client, name="other"))
     assert again is not None and again["id"] == task["id"]
     failed = client.post(
         f"/v1/tasks/{task['id']}/fail",
@@ -428,3 +429,76 @@ def test_a_run_that_ends_with_only_failures_is_failed_not_completed(client: Test
         _fail(client, task, f"boom {index}")
     state = client.get(f"/v1/experiments/{experiment['id']}").json()
     assert state["status"] == "failed" and state["error"].startswith("every task failed")
+
+
+def _register_with_slots(client: TestClient, name: str, slots: int) -> int:
+    body = worker_body(name=name)
+    body["resources"]["slots"] = slots
+    response = client.post("/v1/workers", json=body)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def test_an_environment_failure_uses_no_attempt_and_goes_to_another_worker(
+    client: TestClient,
+) -> None:
+    _create(client, parallelism=1, max_attempts=1, budget={"max_evaluations": 1})
+    broken, healthy = _register(client, name="broken"), _register(client, name="healthy")
+    task = _claim(client, broken)
+    assert task is not None
+    body = {"lease_token": task["lease_token"], "error": "disk full", "environment": True}
+    failed = client.post(f"/v1/tasks/{task['id']}/fail", json=body)
+    assert failed.status_code == 200, failed.text
+    assert failed.json()["state"] == "pending" and failed.json()["attempt"] == 1
+    assert _claim(client, broken) is None  # not straight back to the worker that gave it up
+    again = _claim(client, healthy)
+    assert again is not None and again["id"] == task["id"] and again["attempt"] == 1
+
+
+def test_environment_failures_count_as_attempts_past_five(client: TestClient) -> None:
+    _create(client, parallelism=1, max_attempts=1, budget={"max_evaluations": 1})
+    workers = [_register(client, name=f"w{i}") for i in range(6)]
+    for index, worker_id in enumerate(workers):
+        task = _claim(client, worker_id)
+        assert task is not None, f"claim {index}"
+        body = {"lease_token": task["lease_token"], "error": "disk full", "environment": True}
+        state = client.post(f"/v1/tasks/{task['id']}/fail", json=body).json()["state"]
+        assert state == ("pending" if index < 5 else "failed")
+
+
+def test_a_late_result_counts_while_the_requeued_task_waits_unclaimed(client: TestClient) -> None:
+    experiment = _create(client, lease_seconds=1, parallelism=1, budget={"max_evaluations": 1})
+    first, second = _register(client, name="a"), _register(client, name="b")
+    task = _claim(client, first)
+    assert task is not None
+    deadline = time.monotonic() + 10
+    while client.get(f"/v1/experiments/{experiment['id']}").json()["counts"]["pending"] == 0:
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.1)
+    body = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": 0.7}}
+    late = client.post(f"/v1/tasks/{task['id']}/complete", json=body)
+    assert late.status_code == 200, late.text
+    assert late.json()["state"] == "completed"
+    assert _claim(client, second) is None  # nothing left to train again
+
+
+def test_a_late_result_never_counts_over_a_newer_lease(client: TestClient) -> None:
+    experiment = _create(client, lease_seconds=1, parallelism=1, budget={"max_evaluations": 1})
+    first, second = _register(client, name="a"), _register(client, name="b")
+    task = _claim(client, first)
+    assert task is not None
+    deadline = time.monotonic() + 10
+    while client.get(f"/v1/experiments/{experiment['id']}").json()["counts"]["pending"] == 0:
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.1)
+    assert _claim(client, second) is not None
+    body = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": 0.7}}
+    assert client.post(f"/v1/tasks/{task['id']}/complete", json=body).status_code == 409
+
+
+def test_a_worker_holds_no_more_leases_than_its_declared_slots(client: TestClient) -> None:
+    _create(client, parallelism=4, budget={"max_evaluations": 10})
+    worker_id = _register_with_slots(client, "one-slot", 1)
+    assert _claim(client, worker_id) is not None
+    hoard = client.post("/v1/tasks/claim", json={"worker_id": worker_id, "wait_seconds": 0})
+    assert hoard.status_code == 409 and "declared slots" in hoard.json()["detail"]

@@ -33,7 +33,7 @@ def test_a_finished_evaluation_is_completed_with_its_metrics(tmp_path: Path) -> 
     assert completed == [{"lease_token": "token-1", "metrics": {"val_accuracy": 0.9}}]
     assert not list((tmp_path / "outbox").glob("*.json"))
     registered = server.bodies("/v1/workers")[0]
-    assert registered["resources"] == {"cpus": 2, "memory_mb": 1024, "gpus": []}
+    assert registered["resources"] == {"cpus": 2, "memory_mb": 1024, "gpus": [], "slots": 1}
     claim = server.bodies("/v1/tasks/claim")[0]
     assert claim["worker_id"] == 1 and claim["free"] == {"gpus": 0, "gpu_memory_mb": 0}
 
