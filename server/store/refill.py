@@ -81,31 +81,32 @@ class Proposal:
 def refill(engine: Engine, experiment_id: int) -> None:
     """Tell the experiment's optimizer its queued outcomes and top the experiment up.
 
-    Optimistic: read a snapshot (no lock), consult the optimizer with no transaction open
-    (building a space and asking can take seconds, and must never hold SQLite's write lock or an
-    experiment row), then write under the experiment's lock only if its version is unchanged;
+    Optimistic: read a snapshot and consult the optimizer in a read-only unit (building a space
+    and asking can take seconds, and must never hold SQLite's write lock or an experiment row),
+    then write under the experiment's lock only if its version is unchanged;
     otherwise read and ask again. Every write to an experiment bumps its version, so an outcome
     is told exactly once and proposals follow the outcomes they were asked after.
     """
     for _ in range(REFILL_TRIES):
-        snapshot = _read(engine, experiment_id)
-        if snapshot is None:
-            return
-        if _write(engine, snapshot, _consult(engine, snapshot)):
+        with read(engine) as connection:
+            snapshot = _read(connection, experiment_id)
+            if snapshot is None:
+                return
+            proposal = _consult(connection, snapshot)
+        if _write(engine, snapshot, proposal):
             return
     log.info("experiment %s: refill lost %d races; the reaper retries", experiment_id, REFILL_TRIES)
 
 
-def _read(engine: Engine, experiment_id: int) -> Snapshot | None:
+def _read(connection: Connection, experiment_id: int) -> Snapshot | None:
     """The snapshot, or None when the experiment is not running or has nothing due."""
-    with read(engine) as connection:
-        experiment = connection.execute(S.EXPERIMENT_ROW, {"experiment_id": experiment_id}).first()
-        if experiment is None or experiment.status != ExperimentStatus.RUNNING:
-            return None
-        budget = budget_of(experiment)
-        # Counts and outcomes in one statement, so one snapshot on every database.
-        params = {"experiment_id": experiment_id, "failed_cap": budget.failures_that_matter()}
-        view = connection.execute(S.REFILL_VIEW, params).all()
+    experiment = connection.execute(S.EXPERIMENT_ROW, {"experiment_id": experiment_id}).first()
+    if experiment is None or experiment.status != ExperimentStatus.RUNNING:
+        return None
+    budget = budget_of(experiment)
+    # Counts and outcomes in one statement, so one snapshot on every database.
+    params = {"experiment_id": experiment_id, "failed_cap": budget.failures_that_matter()}
+    view = connection.execute(S.REFILL_VIEW, params).all()
     counts = view[0]
     outcomes = Outcomes(counts.pending, counts.running, counts.failed, int(counts.succeeded))
     plan = plan_refill(budget, outcomes, now=experiment.now)
@@ -114,12 +115,13 @@ def _read(engine: Engine, experiment_id: int) -> Snapshot | None:
     return Snapshot(experiment, plan, [row for row in view if row.id is not None])
 
 
-def _consult(engine: Engine, snapshot: Snapshot) -> Proposal:
-    """Build the optimizer, tell it, ask it: library code, guarded, with no transaction open."""
+def _consult(connection: Connection, snapshot: Snapshot) -> Proposal:
+    """Build the optimizer, tell it, ask it: library code, guarded, in the snapshot's read-only
+    unit (its lookups read the same snapshot; it holds no lock)."""
     try:
-        optimizer = _guarded(lambda: _load_optimizer(engine, snapshot.experiment))
+        optimizer = _guarded(lambda: _load_optimizer(connection, snapshot.experiment))
         _guarded(lambda: _tell(optimizer, snapshot.outcomes))
-        candidates, exhausted = _ask(engine, snapshot, optimizer)
+        candidates, exhausted = _ask(connection, snapshot, optimizer)
         state = _guarded(optimizer.state_dict)
     except OptimizerFailure as exc:
         return Proposal(failure=str(exc))
@@ -178,15 +180,14 @@ def _guarded(call: Callable[[], T]) -> T:
         raise OptimizerFailure(f"optimizer: {type(exc).__name__}: {exc}"[:2000]) from exc
 
 
-def _load_optimizer(engine: Engine, experiment: Row) -> Optimizer:
+def _load_optimizer(connection: Connection, experiment: Row) -> Optimizer:
     optimizer = build_optimizer(experiment.spec)
-    with read(engine) as connection:
-        state = connection.execute(S.OPTIMIZER_STATE, {"experiment_id": experiment.id}).scalar()
+    state = connection.execute(S.OPTIMIZER_STATE, {"experiment_id": experiment.id}).scalar()
     if state is not None:
         optimizer.load_state_dict(state)
     if isinstance(optimizer, AcceptsKnown):
         # The task table remembers every architecture asked, so the state need not.
-        optimizer.known = _tasks_of(engine, experiment.id)
+        optimizer.known = _tasks_of(connection, experiment.id)
     return optimizer
 
 
@@ -198,21 +199,21 @@ def _tell(optimizer: Optimizer, outcomes: list[Row]) -> None:
         optimizer.tell(Candidate.from_dict(row.candidate), metrics, outcome)
 
 
-def _tasks_of(engine: Engine, experiment_id: int) -> KnownHashes:
-    """Which of some architecture hashes the experiment already has a budget-less task for
-    (each question a read-only unit: the optimizer asks with no transaction open)."""
+def _tasks_of(connection: Connection, experiment_id: int) -> KnownHashes:
+    """Which of some architecture hashes the experiment already has a budget-less task for."""
 
     def known(hashes: Collection[str]) -> set[str]:
         keys = {candidate_key(arch_hash, None): arch_hash for arch_hash in hashes}
         params = {"experiment_id": experiment_id, "keys": list(keys)}
-        with read(engine) as connection:
-            found = connection.execute(S.KNOWN_KEYS, params).scalars().all()
+        found = connection.execute(S.KNOWN_KEYS, params).scalars().all()
         return {keys[key] for key in found}
 
     return known
 
 
-def _ask(engine: Engine, snapshot: Snapshot, optimizer: Optimizer) -> tuple[list[Candidate], bool]:
+def _ask(
+    connection: Connection, snapshot: Snapshot, optimizer: Optimizer
+) -> tuple[list[Candidate], bool]:
     """Up to the plan's room of candidates the experiment has no task for; whether the
     optimizer ran dry. An optimizer may propose what was already tried: ask a few rounds."""
     room, experiment = snapshot.plan.room, snapshot.experiment
@@ -221,9 +222,8 @@ def _ask(engine: Engine, snapshot: Snapshot, optimizer: Optimizer) -> tuple[list
         asked = _guarded(functools.partial(optimizer.ask, room - len(fresh)))
         if not asked:
             return list(fresh.values()), True
-        with read(engine) as connection:
-            params = {"experiment_id": experiment.id, "keys": [c.key for c in asked]}
-            tried = set(connection.execute(S.KNOWN_KEYS, params).scalars())
+        params = {"experiment_id": experiment.id, "keys": [c.key for c in asked]}
+        tried = set(connection.execute(S.KNOWN_KEYS, params).scalars())
         fresh.update((c.key, c) for c in asked if c.key not in tried and c.key not in fresh)
         if len(fresh) >= room:
             break
