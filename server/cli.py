@@ -8,6 +8,7 @@ import secrets
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from server.config import Settings, is_loopback
 from server.db import make_engine
@@ -90,7 +91,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "token":
         print(secrets.token_urlsafe(32))
         sys.exit(0)
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        # One line a problem, without the input: a token list may hold real tokens.
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "MORPHML_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"morphml-server: {name}: {error['msg']}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(serve(settings, args.log_level) if args.command == "serve" else migrate(settings))
 
 

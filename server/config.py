@@ -12,6 +12,8 @@ from morphml.space.limits import SpaceLimits
 from server.spec import SpecLimits
 
 _SPACE = SpaceLimits()  # the library's defaults
+# Shorter tokens can be guessed; `morphml-server token` prints 43 characters.
+MIN_TOKEN_LENGTH = 16
 PLACEHOLDER_TOKENS = frozenset({"changethis", "changeme", "secret", "token"})
 
 
@@ -53,11 +55,17 @@ class Settings(BaseSettings):
 
     @field_validator("admin_token", "worker_token")
     @classmethod
-    def _no_placeholders(cls, value: str) -> str:
-        weak = _token_set(value) & PLACEHOLDER_TOKENS
-        if weak:
+    def _strong_tokens(cls, value: str) -> str:
+        """Refuse placeholders and short tokens; never echo the value (it may hold a real
+        token beside the bad one)."""
+        tokens = _token_set(value)
+        if tokens & PLACEHOLDER_TOKENS:
             raise ValueError(
-                f"refusing placeholder token {sorted(weak)[0]!r}; "
+                "refusing a placeholder token; generate one with `morphml-server token`"
+            )
+        if any(len(token) < MIN_TOKEN_LENGTH for token in tokens):
+            raise ValueError(
+                f"every token must be at least {MIN_TOKEN_LENGTH} characters; "
                 "generate one with `morphml-server token`"
             )
         return value

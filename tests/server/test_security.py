@@ -12,12 +12,14 @@ from server.cli import serve
 from server.config import Settings
 from tests.server.support import spec, worker_body
 
-ADMIN, WORKER = "admin-secret-1", "worker-secret-1"
+ADMIN, WORKER, OLD_ADMIN = "admin-secret-0001", "worker-secret-0001", "old-admin-secret-1"
 
 
 @pytest.fixture
 def secured(make_client: Callable[..., TestClient]) -> TestClient:
-    return make_client(admin_token=f"old-admin,{ADMIN}", worker_token=WORKER, metrics_public=False)
+    return make_client(
+        admin_token=f"{OLD_ADMIN},{ADMIN}", worker_token=WORKER, metrics_public=False
+    )
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -41,7 +43,7 @@ def test_worker_token_cannot_use_admin_routes(secured: TestClient) -> None:
 
 
 def test_every_listed_admin_token_works(secured: TestClient) -> None:
-    for token in ("old-admin", ADMIN):
+    for token in (OLD_ADMIN, ADMIN):
         assert secured.get("/v1/experiments", headers=_auth(token)).status_code == 200
     assert secured.get("/healthz").status_code == 200
     assert secured.get("/metrics", headers=_auth(ADMIN)).status_code == 200
@@ -133,3 +135,25 @@ def test_malformed_bodies_are_4xx_never_500(client: TestClient) -> None:
     assert client.get("/v1/experiments/0").status_code == 422
     assert client.get("/v1/experiments", params={"limit": 10**6}).status_code == 422
     assert client.get("/v1/experiments/1/tasks", params={"state": "weird"}).status_code == 422
+
+
+def test_short_tokens_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        Settings(admin_token="x")
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        Settings(worker_token=f"{WORKER},short")
+
+
+def test_a_bad_token_list_fails_in_one_line_that_never_shows_a_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    real = "a-real-token-that-must-stay-secret"
+    monkeypatch.setenv("MORPHML_ADMIN_TOKEN", f"{real},changeme")
+    with pytest.raises(SystemExit) as stopped:
+        main(["migrate", "--database-url", "sqlite://"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MORPHML_ADMIN_TOKEN" in err and "placeholder" in err
+    assert real not in err and "Traceback" not in err
