@@ -52,6 +52,9 @@ LeaseToken = Annotated[
 ]
 SmallInt = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
+# The header that carries a worker's own credential (from registration) on its task calls.
+WORKER_CREDENTIAL_HEADER = "X-MorphML-Worker-Credential"
+
 # Task states after which nothing changes any more.
 FINAL_STATES = ("completed", "failed", "pruned", "cancelled")
 
@@ -503,6 +506,12 @@ class WorkerPublic(BaseModel):
     created_at: datetime
     last_seen_at: datetime
     current_tasks: list[int]
+    credential: str | None = Field(
+        default=None,
+        description="Only in the answer to registration: this worker's own credential. Send it "
+        f"as the `{WORKER_CREDENTIAL_HEADER}` header on every claim, heartbeat, complete and "
+        "fail; with tokens configured, the server binds those calls to this worker.",
+    )
 
 
 class WorkersPublic(BaseModel):

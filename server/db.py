@@ -172,17 +172,19 @@ def unit(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def read(engine: Engine) -> Iterator[Connection]:
-    """A read-only unit, rolled back at the end, that sees one snapshot: a view's counts and its
-    rows agree (Postgres: REPEATABLE READ, which never fails a read-only transaction). On SQLite
-    neither this process's write lock nor BEGIN IMMEDIATE, so listings and the /metrics scrape
-    never wait for writers."""
+    """A read-only unit that sees one snapshot: a view's counts and its rows agree (Postgres:
+    REPEATABLE READ, which never fails a read-only transaction). On SQLite neither this
+    process's write lock nor BEGIN IMMEDIATE, so listings and the /metrics scrape never wait
+    for writers."""
     with engine.connect() as connection:
         connection.execution_options(**{_READ_ONLY: True})
         if is_postgres(engine):
             connection.execution_options(isolation_level="REPEATABLE READ")
-        with connection.begin() as outer:
+        with connection.begin():
+            # Ends with COMMIT (it wrote nothing), not ROLLBACK: psycopg drops every prepared
+            # statement of the connection on a ROLLBACK, and the hot path's statements would
+            # then be parsed again on every call.
             yield connection
-            outer.rollback()
 
 
 @contextmanager

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
-from server.auth import Role, require_admin, role_of
+from morphml.wire import WORKER_CREDENTIAL_HEADER
+from server.auth import Role, credential_worker, require_admin, role_of
 from server.config import Settings
 from server.db import Database
 from server.metrics import ServerMetrics
@@ -58,5 +59,26 @@ async def admin_role(settings: SettingsDep, credentials: Credentials) -> Role:
     return role
 
 
+async def caller_worker(
+    settings: SettingsDep,
+    role: Annotated[Role, Depends(worker_role)],
+    credential: Annotated[str | None, Header(alias=WORKER_CREDENTIAL_HEADER)] = None,
+) -> int | None:
+    """The registered worker a worker-token call comes from (its credential from registration);
+    None for an admin, or with auth off. A fleet token alone no longer lets its holder act as
+    any worker: 401 without a valid credential."""
+    if not settings.auth_enabled or role == Role.ADMIN:
+        return None
+    worker_id = credential_worker(settings, credential)
+    if worker_id is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=f"this call needs the worker's credential from registration "
+            f"({WORKER_CREDENTIAL_HEADER})",
+        )
+    return worker_id
+
+
 WorkerAuth = Depends(worker_role)
+CallerWorker = Annotated[int | None, Depends(caller_worker)]
 AdminAuth = Depends(admin_role)

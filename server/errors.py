@@ -15,3 +15,7 @@ class StaleLeaseError(ConflictError):
 
 class InvalidSpecError(ValueError):
     """An experiment spec the library rejected; the message names the field (422)."""
+
+
+class ForbiddenError(Exception):
+    """The caller's worker credential is not the one this lease or worker id belongs to (403)."""

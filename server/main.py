@@ -29,7 +29,7 @@ from server.api import docs
 from server.api.main import api_router
 from server.config import Settings, get_settings
 from server.db import Database, make_engine
-from server.errors import ConflictError, InvalidSpecError, NotFoundError
+from server.errors import ConflictError, ForbiddenError, InvalidSpecError, NotFoundError
 from server.limits import BodySizeLimit
 from server.metrics import RequestLatency, ServerMetrics
 from server.migrations import upgrade_to_head
@@ -168,6 +168,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     statuses: dict[type[Exception], int] = {
         NotFoundError: 404,
+        ForbiddenError: 403,
         ConflictError: 409,
         InvalidSpecError: 422,
         MorphMLError: 422,

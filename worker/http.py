@@ -21,6 +21,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from morphml.wire import (
+    WORKER_CREDENTIAL_HEADER,
     ClaimedTask,
     ClaimRequest,
     HeartbeatAnswer,
@@ -106,11 +107,16 @@ class ServerApi:
         # Set when waiting makes no sense any more (the agent aborts); cuts every backoff sleep.
         self.interrupt = interrupt or threading.Event()
         self.answered = False  # the server has answered at least once since the agent started
+        # This worker's own credential from registration: every later call carries it, and a
+        # server with tokens binds claims and results to the worker it was issued to.
+        self.credential: str | None = None
 
     def register(self, body: WorkerCreate, *, stop: threading.Event) -> int:
-        """The worker id the server assigned."""
+        """The worker id the server assigned (its credential is kept for the later calls)."""
         response = self._post("/v1/workers", body, stop=stop)
-        return _parse(WorkerPublic, response).id
+        worker = _parse(WorkerPublic, response)
+        self.credential = worker.credential
+        return worker.id
 
     def claim(self, body: ClaimRequest, *, stop: threading.Event) -> ClaimedTask | None:
         timeout = httpx.Timeout(10.0, read=body.wait_seconds + CLAIM_READ_SLACK_SECONDS)
@@ -126,15 +132,24 @@ class ServerApi:
         return _parse(HeartbeatAnswer, response)
 
     def report(
-        self, task_id: int, outcome: ReportKind, body: dict[str, Any], *, deadline: float
+        self,
+        task_id: int,
+        outcome: ReportKind,
+        body: dict[str, Any],
+        *,
+        deadline: float,
+        credential: str | None = None,
     ) -> None:
         """POST /complete or /fail; idempotent on the server by lease token.
 
-        `body` is a `CompleteRequest` or `FailRequest` as JSON: the outbox keeps it on disk.
+        `body` is a `CompleteRequest` or `FailRequest` as JSON: the outbox keeps it on disk, with
+        the `credential` of the worker that held the lease (an agent restarted since registered
+        as a new worker, but the result is still the old one's).
         """
         if outcome not in ("complete", "fail"):
             raise ValueError(f"unknown report {outcome!r}")
-        self._post(f"/v1/tasks/{int(task_id)}/{outcome}", body, deadline=deadline)
+        path = f"/v1/tasks/{int(task_id)}/{outcome}"
+        self._post(path, body, deadline=deadline, credential=credential)
 
     def _post(
         self,
@@ -144,11 +159,14 @@ class ServerApi:
         stop: threading.Event | None = None,
         deadline: float | None = None,
         timeout: httpx.Timeout | None = None,
+        credential: str | None = None,
     ) -> httpx.Response:
         payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+        credential = credential or self.credential
+        headers = {WORKER_CREDENTIAL_HEADER: credential} if credential else None
         attempt = 0
         while True:
-            problem = self._attempt(path, payload, timeout)
+            problem = self._attempt(path, payload, timeout, headers)
             if isinstance(problem, httpx.Response):
                 return problem
             delay = self.backoff.delay(attempt)
@@ -179,14 +197,18 @@ class ServerApi:
         )
 
     def _attempt(
-        self, path: str, body: dict[str, Any], timeout: httpx.Timeout | None
+        self,
+        path: str,
+        body: dict[str, Any],
+        timeout: httpx.Timeout | None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response | Problem:
         """The response if it is final, else a description of what went wrong (to retry)."""
         try:
             if timeout is None:
-                response = self.client.post(path, json=body)
+                response = self.client.post(path, json=body, headers=headers)
             else:
-                response = self.client.post(path, json=body, timeout=timeout)
+                response = self.client.post(path, json=body, timeout=timeout, headers=headers)
         except httpx.TransportError as exc:
             # Refused, no route, a name that does not resolve: no server there at all.
             no_answer = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)

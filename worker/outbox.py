@@ -79,6 +79,8 @@ class Result:
     body: dict[str, Any]
     # The file it was read from (whatever its name), so that it is the one removed once delivered.
     source: Path | None = field(default=None, compare=False)
+    # The credential of the worker that held the lease, posted with the result.
+    credential: str | None = field(default=None, compare=False)
 
     @classmethod
     def complete(cls, task_id: int, lease_token: str, metrics: dict[str, Any]) -> Result:
@@ -167,7 +169,13 @@ class Outbox:
     def put(self, result: Result) -> None:
         """Keep `result` on disk (fsynced) until it is acknowledged. When the disk refuses it the
         OSError is raised and the result is kept in memory instead (lost if the agent exits)."""
-        payload = {"task_id": result.task_id, "outcome": result.outcome, "body": result.body}
+        payload: dict[str, Any] = {
+            "task_id": result.task_id,
+            "outcome": result.outcome,
+            "body": result.body,
+        }
+        if result.credential:
+            payload["credential"] = result.credential
         data = json.dumps(payload, allow_nan=False).encode()
         try:
             disk.write_file(self.directory / result.name, data, sync=True)
@@ -193,7 +201,13 @@ class Outbox:
     def deliver(self, api: ServerApi, result: Result, *, deadline: float) -> bool:
         """Post one result; True once it is final (acknowledged, dropped or set aside)."""
         try:
-            api.report(result.task_id, result.outcome, result.body, deadline=deadline)
+            api.report(
+                result.task_id,
+                result.outcome,
+                result.body,
+                deadline=deadline,
+                credential=result.credential,
+            )
         except LeaseLost as exc:
             log.warning(
                 "task %s: result dropped: the server no longer accepts it under this lease (%s). "
@@ -264,7 +278,10 @@ class Outbox:
         raw: Any = None
         try:
             raw = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-            return replace(Result.from_json(raw), source=path)
+            credential = raw.get("credential") if isinstance(raw, dict) else None
+            if not (isinstance(credential, str) and credential.isascii() and len(credential) < 100):
+                credential = None  # a bad one is only left out: the server then says 401 or 403
+            return replace(Result.from_json(raw), source=path, credential=credential)
         except FileNotFoundError:
             return None  # delivered by another slot meanwhile
         except (OSError, ValueError, KeyError, TypeError) as exc:

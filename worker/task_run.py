@@ -265,7 +265,7 @@ class TaskRun:
 
     def _report(self, outcome: Outcome) -> None:
         context = self.context
-        result = self._result(outcome)
+        result = replace(self._result(outcome), credential=context.api.credential)
         try:
             context.outbox.put(result)  # on disk before the first post: a crash now loses nothing
         except OSError as exc:

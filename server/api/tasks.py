@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from server.api import examples
 from server.api.responses import errors, extra
-from server.deps import DatabaseDep, MetricsDep, SettingsDep, WorkerAuth
+from server.deps import CallerWorker, DatabaseDep, MetricsDep, SettingsDep, WorkerAuth
 from server.experiments import task_public
 from server.metrics import ServerMetrics
 from server.schemas import (
@@ -92,6 +92,7 @@ async def claim(
     database: DatabaseDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    caller: CallerWorker,
 ) -> ClaimedTask | Response:
     """Long-poll: a thread and a connection are held only while one claim attempt runs.
 
@@ -107,7 +108,7 @@ async def claim(
         # Park before trying, so a task announced during the attempt still wakes us.
         waiter = waker.park()
         try:
-            claimed = await database.run(_claim_once, body)
+            claimed = await database.run(_claim_once, body, caller)
             if hops is not None and isinstance(claimed, store.Miss) and claimed.unfit:
                 waker.pass_on(hops)  # the task we were woken for may fit another worker
             remaining = deadline - loop.time()
@@ -151,7 +152,7 @@ async def _wait(
     return None
 
 
-def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | store.Miss:
+def _claim_once(engine: Engine, body: ClaimRequest, caller: int | None) -> ClaimedTask | store.Miss:
     free = body.free
     found = store.claim(
         engine,
@@ -159,6 +160,7 @@ def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | store.Miss:
         free_gpus=free.gpus if free else None,
         free_gpu_memory_mb=free.gpu_memory_mb if free else None,
         labels=body.labels,
+        caller=caller,
     )
     if isinstance(found, store.Miss):
         return found
@@ -198,13 +200,21 @@ def _claim_once(engine: Engine, body: ClaimRequest) -> ClaimedTask | store.Miss:
     openapi_extra=extra(invalid=LEASE_BODY, examples=examples.HEARTBEAT),
 )
 async def heartbeat(
-    task_id: TaskId, body: HeartbeatRequest, database: DatabaseDep, metrics: MetricsDep
+    task_id: TaskId,
+    body: HeartbeatRequest,
+    database: DatabaseDep,
+    metrics: MetricsDep,
+    caller: CallerWorker,
 ) -> HeartbeatAnswer:
-    return await database.run(_heartbeat, task_id, body, metrics)
+    return await database.run(_heartbeat, task_id, body, metrics, caller)
 
 
 def _heartbeat(
-    engine: Engine, task_id: int, body: HeartbeatRequest, metrics: ServerMetrics
+    engine: Engine,
+    task_id: int,
+    body: HeartbeatRequest,
+    metrics: ServerMetrics,
+    caller: int | None,
 ) -> HeartbeatAnswer:
     beat = store.heartbeat(
         engine,
@@ -213,6 +223,7 @@ def _heartbeat(
         progress=body.progress,
         step=body.step,
         metrics=body.metrics,
+        caller=caller,
     )
     if beat.pruned:
         metrics.outcomes.labels(outcome="pruned").inc()
@@ -241,10 +252,18 @@ def _heartbeat(
     openapi_extra=extra(invalid=LEASE_BODY, examples=examples.COMPLETE),
 )
 async def complete(
-    task_id: TaskId, body: CompleteRequest, database: DatabaseDep, metrics: MetricsDep
+    task_id: TaskId,
+    body: CompleteRequest,
+    database: DatabaseDep,
+    metrics: MetricsDep,
+    caller: CallerWorker,
 ) -> TaskPublic:
     settled = await database.run(
-        store.complete, task_id=task_id, lease_token=body.lease_token, metrics=body.metrics
+        store.complete,
+        task_id=task_id,
+        lease_token=body.lease_token,
+        metrics=body.metrics,
+        caller=caller,
     )
     metrics.completed.inc()
     return task_public(settled.task, settled.history)
@@ -267,7 +286,11 @@ async def complete(
     openapi_extra=extra(invalid=LEASE_BODY, examples=examples.FAIL),
 )
 async def fail(
-    task_id: TaskId, body: FailRequest, database: DatabaseDep, metrics: MetricsDep
+    task_id: TaskId,
+    body: FailRequest,
+    database: DatabaseDep,
+    metrics: MetricsDep,
+    caller: CallerWorker,
 ) -> TaskPublic:
     settled = await database.run(
         store.fail,
@@ -276,6 +299,7 @@ async def fail(
         error=body.error,
         retryable=body.retryable,
         environment=body.environment,
+        caller=caller,
     )
     metrics.outcomes.labels(outcome=settled.task.state).inc()
     return task_public(settled.task, settled.history)

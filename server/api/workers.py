@@ -6,7 +6,8 @@ from fastapi import APIRouter, Query, status
 
 from server.api import examples
 from server.api.responses import errors, extra
-from server.deps import AdminAuth, DatabaseDep, WorkerAuth
+from server.auth import worker_credential
+from server.deps import AdminAuth, DatabaseDep, SettingsDep, WorkerAuth
 from server.schemas import WorkerCreate, WorkerPublic, WorkersPublic
 from server.workers import list_workers, register_worker
 
@@ -29,8 +30,12 @@ router = APIRouter(prefix="/v1/workers", tags=["workers"])
         examples=examples.WORKER,
     ),
 )
-async def register(body: WorkerCreate, database: DatabaseDep) -> WorkerPublic:
-    return await database.run(register_worker, body=body)
+async def register(
+    body: WorkerCreate, database: DatabaseDep, settings: SettingsDep
+) -> WorkerPublic:
+    worker = await database.run(register_worker, body=body)
+    # The worker's own credential: its later calls carry it, and are bound to this worker.
+    return worker.model_copy(update={"credential": worker_credential(settings, worker.id)})
 
 
 @router.get(

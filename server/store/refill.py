@@ -230,14 +230,12 @@ def _ask(
     return list(fresh.values()), not fresh
 
 
-def _insert_new(connection: Connection, experiment: Row, candidates: list[Candidate]) -> int:
-    """Insert the candidates not already tried in this experiment (same architecture and
-    budget; checked again under the lock), as one multi-row INSERT of tasks and one of their
-    `created` events."""
-    keys = {candidate.key: candidate for candidate in candidates}
-    found = connection.execute(S.KNOWN_KEYS, {"experiment_id": experiment.id, "keys": list(keys)})
-    known = set(found.scalars())
-    fresh = [candidate for key, candidate in keys.items() if key not in known]
+def _insert_new(connection: Connection, experiment: Row, fresh: list[Candidate]) -> int:
+    """Insert the candidates as one multi-row INSERT of tasks and one of their `created` events.
+
+    `_ask` kept only candidates the snapshot had no task for, and only refills insert tasks,
+    each bumping the version that `_write` found unchanged: they are still new (the unique index
+    on the candidate key stays the backstop)."""
     if not fresh:
         return 0
     rows = [_task_row(experiment, candidate) for candidate in fresh]

@@ -222,6 +222,9 @@ LOCK_TASK = (
         TASK.max_attempts,
         TASK.environment_failures,
         TASK.worker_id,
+        TASK.avoid_worker_id,
+        # Whether the answer needs the task's reports read (most tasks send none).
+        sa.exists().where(TASK_METRIC.task_id == TASK.id).label("has_reports"),
         db_now().label("now"),
     )
     .select_from(_experiment)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from server import pruning
 from server.db import unit
-from server.errors import ConflictError, NotFoundError, StaleLeaseError
+from server.errors import ConflictError, ForbiddenError, NotFoundError, StaleLeaseError
 from server.models import EventKind, ExperimentStatus, TaskState
 from server.store import intermediate
 from server.store import sql as S
@@ -74,9 +74,12 @@ def claim(
     free_gpus: int | None,
     free_gpu_memory_mb: int | None,
     labels: dict[str, str] | None,
+    caller: int | None = None,
 ) -> Claim | Miss:
     """Lease the best-fitting pending task to the worker; on a miss, say whether pending work
-    was left for other workers."""
+    was left for other workers. `caller`: the worker the credential names (None: admin or auth
+    off), which must be the one claiming."""
+    _check_caller(caller, worker_id, "claim as")
     with unit(engine) as connection:
         worker = connection.execute(S.TOUCH_WORKER, {"worker_id": worker_id}).first()
         if worker is None:
@@ -169,6 +172,7 @@ def heartbeat(
     progress: float | None,
     step: int | None,
     metrics: dict[str, float] | None,
+    caller: int | None = None,
 ) -> Beat:
     """Extend the lease and record progress; with metrics, append them and ask the pruner, and
     prune the task in the same unit when it says stop. A stopped task answers stop."""
@@ -177,6 +181,7 @@ def heartbeat(
         row = connection.execute(S.BEAT, {**params, "b_progress": progress, "b_step": step}).first()
         if row is None:
             return _beat_refused(connection, task_id, lease_token)
+        _check_caller(caller, row.worker_id, "heartbeat the lease of")  # rolls the beat back
         connection.execute(S.TOUCH_WORKER, {"worker_id": row.worker_id})
         if not metrics:
             return Beat(lease_expires_at=row.lease_expires_at, stop_reason=None)
@@ -189,7 +194,7 @@ def heartbeat(
         )
         if reason is None:
             return Beat(lease_expires_at=row.lease_expires_at, stop_reason=None)
-        due = _prune(connection, task_id, lease_token, reason)
+        due = _prune(connection, task_id, lease_token, reason, caller)
     _refill_after(engine, row.experiment_id, due)
     return Beat(lease_expires_at=None, stop_reason=f"pruned: {reason}", pruned=True)
 
@@ -206,17 +211,21 @@ def _beat_refused(connection: Connection, task_id: int, lease_token: str) -> Bea
     raise ConflictError(f"task {task_id} is {standing.state}")
 
 
-def _prune(connection: Connection, task_id: int, lease_token: str, reason: str) -> bool:
+def _prune(
+    connection: Connection, task_id: int, lease_token: str, reason: str, caller: int | None
+) -> bool:
     """The pruner's stop, recorded like a complete with the last reported metrics; whether a
     refill became due."""
-    locked = lock_task(connection, task_id, lease_token)
+    locked = lock_task(connection, task_id, lease_token, caller)
     last = intermediate.last_metrics(intermediate.history(connection, task_id))
     _finish(connection, locked, TaskState.PRUNED, metrics=last, error=reason)
     _event(connection, locked, EventKind.PRUNED, {"reason": reason})
     return _refill_due(connection, locked)
 
 
-def _lock_for_result(connection: Connection, task_id: int, lease_token: str) -> Row:
+def _lock_for_result(
+    connection: Connection, task_id: int, lease_token: str, caller: int | None
+) -> Row:
     """`lock_task` for a complete, which also takes the late result of the lease a requeue
     took back while the task still waits unclaimed (the server was down longer than the lease:
     the work is done, it need not be trained again). A newer lease fences it as usual."""
@@ -225,16 +234,27 @@ def _lock_for_result(connection: Connection, task_id: int, lease_token: str) -> 
         raise NotFoundError(f"task {task_id} not found")
     released = locked.state == TaskState.PENDING and locked.released_token is not None
     check_token(task_id, locked.released_token if released else locked.lease_token, lease_token)
+    holder = locked.avoid_worker_id if released else locked.worker_id
+    _check_caller(caller, holder, "report the lease of")
     return locked
 
 
-def lock_task(connection: Connection, task_id: int, lease_token: str) -> Row:
-    """The task row locked (the lock order's first kind of unit), its token checked."""
+def lock_task(
+    connection: Connection, task_id: int, lease_token: str, caller: int | None = None
+) -> Row:
+    """The task row locked (the lock order's first kind of unit), its token checked, and its
+    lease holder checked against the caller's credential."""
     locked = connection.execute(S.LOCK_TASK, {"task_id": task_id}).first()
     if locked is None:
         raise NotFoundError(f"task {task_id} not found")
     check_token(task_id, locked.lease_token, lease_token)
+    _check_caller(caller, locked.worker_id, "report the lease of")
     return locked
+
+
+def _check_caller(caller: int | None, worker_id: int | None, action: str) -> None:
+    if caller is not None and caller != worker_id:
+        raise ForbiddenError(f"worker {caller} may not {action} worker {worker_id}")
 
 
 def check_token(task_id: int, current: str | None, presented: str) -> None:
@@ -246,7 +266,12 @@ def check_token(task_id: int, current: str | None, presented: str) -> None:
 
 
 def complete(
-    engine: Engine, *, task_id: int, lease_token: str, metrics: dict[str, float]
+    engine: Engine,
+    *,
+    task_id: int,
+    lease_token: str,
+    metrics: dict[str, float],
+    caller: int | None = None,
 ) -> Settled:
     """Record final metrics; the same token again returns the task unchanged (idempotent).
 
@@ -255,8 +280,8 @@ def complete(
     so every outcome is told before the next ask that follows it.
     """
     with unit(engine) as connection:
-        locked = _lock_for_result(connection, task_id, lease_token)
-        history = intermediate.history(connection, task_id)
+        locked = _lock_for_result(connection, task_id, lease_token, caller)
+        history = intermediate.history(connection, task_id) if locked.has_reports else {}
         if locked.state == TaskState.COMPLETED:
             task = connection.execute(S.TASK_BY_ID, {"task_id": task_id}).one()
             return Settled(task, history)
@@ -280,21 +305,23 @@ def fail(
     error: str,
     retryable: bool,
     environment: bool = False,
+    caller: int | None = None,
 ) -> Settled:
     """Retry (pending, attempt + 1) while attempts remain and the error is retryable, else fail.
     `environment`: the worker's machine failed, not the candidate: retried without using an
     attempt, up to MAX_ENVIRONMENT_FAILURES times."""
     with unit(engine) as connection:
-        locked = lock_task(connection, task_id, lease_token)
+        locked = lock_task(connection, task_id, lease_token, caller)
         if locked.state != TaskState.RUNNING:
             raise ConflictError(f"task {task_id} is {locked.state}")
         if environment and locked.environment_failures < MAX_ENVIRONMENT_FAILURES:
             task = _release(connection, locked, S.RELEASE_ENVIRONMENT, error, EventKind.RETRIED)
-            return Settled(task, intermediate.history(connection, task_id))
+            history = intermediate.history(connection, task_id) if locked.has_reports else {}
+            return Settled(task, history)
         task, due = _release_or_fail(
             connection, locked, error=error, retry=retryable, kind=EventKind.RETRIED
         )
-        history = intermediate.history(connection, task_id)
+        history = intermediate.history(connection, task_id) if locked.has_reports else {}
     _refill_after(engine, locked.experiment_id, due)
     return Settled(task, history)
 
@@ -409,7 +436,7 @@ def _refill_after(engine: Engine, experiment_id: int, due: bool) -> None:
         return
     try:
         refill(engine, experiment_id)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, ConflictError) as exc:
         log.warning(
             "experiment %s: refill after an outcome failed (%s); the reaper retries",
             experiment_id,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from morphml.wire import WORKER_CREDENTIAL_HEADER
 from server.cli import serve
 from server.config import Settings
 from tests.server.support import spec, worker_body
@@ -157,3 +158,44 @@ def test_a_bad_token_list_fails_in_one_line_that_never_shows_a_token(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MORPHML_ADMIN_TOKEN" in err and "placeholder" in err
     assert real not in err and "Traceback" not in err
+
+
+def _registered(secured: TestClient, name: str) -> tuple[int, dict[str, str]]:
+    """A worker id and the headers its calls carry: the fleet token and its own credential."""
+    response = secured.post("/v1/workers", json=worker_body(name=name), headers=_auth(WORKER))
+    assert response.status_code == 201, response.text
+    worker = response.json()
+    headers = {**_auth(WORKER), WORKER_CREDENTIAL_HEADER: worker["credential"]}
+    return int(worker["id"]), headers
+
+
+def _claim_as(secured: TestClient, worker_id: int, headers: dict[str, str]) -> Any:
+    body = {"worker_id": worker_id, "wait_seconds": 0}
+    return secured.post("/v1/tasks/claim", json=body, headers=headers)
+
+
+def test_a_fleet_token_alone_cannot_claim(secured: TestClient) -> None:
+    secured.post("/v1/experiments", json=spec(), headers=_auth(ADMIN))
+    worker_id, _ = _registered(secured, "a")
+    response = _claim_as(secured, worker_id, _auth(WORKER))
+    assert response.status_code == 401 and WORKER_CREDENTIAL_HEADER in response.json()["detail"]
+    forged = {**_auth(WORKER), WORKER_CREDENTIAL_HEADER: f"{worker_id}.{'0' * 32}"}
+    assert _claim_as(secured, worker_id, forged).status_code == 401
+
+
+def test_a_worker_cannot_claim_or_report_as_another(secured: TestClient) -> None:
+    secured.post("/v1/experiments", json=spec(), headers=_auth(ADMIN))
+    victim, victim_headers = _registered(secured, "victim")
+    thief, thief_headers = _registered(secured, "thief")
+    assert _claim_as(secured, victim, thief_headers).status_code == 403
+    task = _claim_as(secured, victim, victim_headers).json()
+    url = f"/v1/tasks/{task['id']}"
+    forged = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": 0.99}}
+    assert secured.post(f"{url}/complete", json=forged, headers=thief_headers).status_code == 403
+    failing = {"lease_token": task["lease_token"], "retryable": False}
+    assert secured.post(f"{url}/fail", json=failing, headers=thief_headers).status_code == 403
+    beat = {"lease_token": task["lease_token"]}
+    assert secured.post(f"{url}/heartbeat", json=beat, headers=thief_headers).status_code == 403
+    own = secured.post(f"{url}/complete", json=forged, headers=victim_headers)
+    assert own.status_code == 200 and own.json()["worker_id"] == victim
+    assert thief != victim
