@@ -346,8 +346,8 @@ def _default_objectives() -> list[ObjectiveSpec]:
 
 
 class ExperimentCreate(Strict):
-    """The experiment spec: what to search, how, where and for how long (DESIGN.md "The
-    experiment spec, by example", plus pruner and seed). Unknown fields are refused."""
+    """The experiment spec: what to search, how, where and for how long (README, "The
+    experiment spec"). Unknown fields are refused."""
 
     name: Name = Field(description="A label for people; need not be unique.")
     search_space: SearchSpaceJson

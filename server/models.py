@@ -28,7 +28,7 @@ class ExperimentStatus(StrEnum):
 
 
 class TaskState(StrEnum):
-    """Lifecycle of one evaluation (see DESIGN.md section 3)."""
+    """Lifecycle of one evaluation (docs/architecture.md, "The life of a task")."""
 
     PENDING = "pending"
     """Waiting for a worker."""

@@ -1,4 +1,4 @@
-"""The dependency rule (DESIGN.md section 1): server and worker never import each other, and the
+"""The dependency rule (docs/architecture.md): server and worker never import each other, and the
 core library and CLI import torch only where a model is built or trained."""
 
 from __future__ import annotations

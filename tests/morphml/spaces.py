@@ -6,7 +6,7 @@ from morphml import CellSpace, FloatRange, IntRange, Layer, SearchSpace, Space
 
 
 def cnn_space() -> SearchSpace:
-    """The DESIGN.md example space."""
+    """The README's example space."""
     return SearchSpace("cnn").add_layers(
         Layer.input(shape=(1, 28, 28)),
         Layer.conv2d(filters=[32, 64], kernel_size=[3, 5]),
