@@ -119,6 +119,8 @@ class Worker(SQLModel, table=True):
     status: str = Field(sa_type=sa.String(16))
     created_at: datetime | None = _stamp(nullable=False)
     last_seen_at: datetime | None = _stamp(nullable=False)
+    # The long-poll wait of its last claim: silent for two of them, it is shown offline.
+    poll_seconds: float | None = None
 
 
 class Task(SQLModel, table=True):

@@ -161,6 +161,7 @@ def _claim_once(engine: Engine, body: ClaimRequest, caller: int | None) -> Claim
         free_gpu_memory_mb=free.gpu_memory_mb if free else None,
         labels=body.labels,
         caller=caller,
+        wait_seconds=body.wait_seconds,
     )
     if isinstance(found, store.Miss):
         return found

@@ -49,6 +49,9 @@ TOUCH_WORKER = (
     .returning(WORKER.resources, WORKER.labels)
 )
 
+# A claim attempt: the worker is alive, and polls every `b_poll` seconds.
+TOUCH_POLLING_WORKER = TOUCH_WORKER.values(poll_seconds=sa.bindparam("b_poll"))
+
 MARK_SILENT_OFFLINE = (
     sa.update(_worker)
     .where(

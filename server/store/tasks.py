@@ -75,13 +75,15 @@ def claim(
     free_gpu_memory_mb: int | None,
     labels: dict[str, str] | None,
     caller: int | None = None,
+    wait_seconds: float | None = None,
 ) -> Claim | Miss:
     """Lease the best-fitting pending task to the worker; on a miss, say whether pending work
     was left for other workers. `caller`: the worker the credential names (None: admin or auth
     off), which must be the one claiming."""
     _check_caller(caller, worker_id, "claim as")
     with unit(engine) as connection:
-        worker = connection.execute(S.TOUCH_WORKER, {"worker_id": worker_id}).first()
+        touch = {"worker_id": worker_id, "b_poll": wait_seconds}
+        worker = connection.execute(S.TOUCH_POLLING_WORKER, touch).first()
         if worker is None:
             raise NotFoundError(f"worker {worker_id} not registered")
         _check_slots(connection, worker_id, worker.resources or {})

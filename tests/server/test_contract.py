@@ -502,3 +502,23 @@ def test_a_worker_holds_no_more_leases_than_its_declared_slots(client: TestClien
     assert _claim(client, worker_id) is not None
     hoard = client.post("/v1/tasks/claim", json={"worker_id": worker_id, "wait_seconds": 0})
     assert hoard.status_code == 409 and "declared slots" in hoard.json()["detail"]
+
+
+def _status_of(client: TestClient, worker_id: int) -> str:
+    workers = client.get("/v1/workers").json()["data"]
+    return str(next(w["status"] for w in workers if w["id"] == worker_id))
+
+
+def test_a_worker_that_stops_polling_is_offline_within_two_poll_periods(
+    client: TestClient, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("server.workers.SILENCE_SLACK_SECONDS", 0.5)
+    idle, busy = _register(client, name="idle"), _register(client, name="busy")
+    _create(client, parallelism=1, lease_seconds=60)
+    assert _claim(client, busy) is not None  # holds a live lease from now on
+    body = {"worker_id": idle, "wait_seconds": 0.5}
+    assert client.post("/v1/tasks/claim", json=body).status_code == 204
+    assert _status_of(client, idle) == "online"
+    time.sleep(2.0)  # two polls of 0.5 s and the slack: it stopped polling (as if killed)
+    assert _status_of(client, idle) == "offline"
+    assert _status_of(client, busy) == "online"  # silent too, but its lease is alive
