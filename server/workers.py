@@ -12,7 +12,6 @@ from server.models import TASK, WORKER, TaskState, Worker, WorkerStatus
 from server.schemas import WorkerCreate, WorkerPublic, WorkersPublic
 from server.store import workers as store
 
-
 # Beyond two poll periods: a loaded machine's late re-poll is not a death.
 SILENCE_SLACK_SECONDS = 10.0
 
