@@ -114,7 +114,8 @@ class Client:
         return result
 
     def create_experiment(self, spec: dict[str, Any] | ExperimentCreate) -> Experiment:
-        """Submit a spec (README, "The experiment spec"); `search_space` may be a `Space` object or its dict.
+        """Submit a spec (README, "The experiment spec"); `search_space` may be a `Space`
+        object or its dict.
 
         A dict goes to the server as it is, so the server's own 422 says what is wrong with it.
         """
