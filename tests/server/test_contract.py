@@ -466,15 +466,20 @@ def test_environment_failures_count_as_attempts_past_five(client: TestClient) ->
         assert state == ("pending" if index < 5 else "failed")
 
 
+def _wait_for_requeue(client: TestClient, experiment: dict[str, Any]) -> None:
+    """Until the reaper has taken the (1 s) lease back: the task is pending again."""
+    deadline = time.monotonic() + 10
+    while client.get(f"/v1/experiments/{experiment['id']}").json()["counts"]["pending"] == 0:
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.1)
+
+
 def test_a_late_result_counts_while_the_requeued_task_waits_unclaimed(client: TestClient) -> None:
     experiment = _create(client, lease_seconds=1, parallelism=1, budget={"max_evaluations": 1})
     first, second = _register(client, name="a"), _register(client, name="b")
     task = _claim(client, first)
     assert task is not None
-    deadline = time.monotonic() + 10
-    while client.get(f"/v1/experiments/{experiment['id']}").json()["counts"]["pending"] == 0:
-        assert time.monotonic() < deadline, "the lease never expired"
-        time.sleep(0.1)
+    _wait_for_requeue(client, experiment)
     body = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": 0.7}}
     late = client.post(f"/v1/tasks/{task['id']}/complete", json=body)
     assert late.status_code == 200, late.text
@@ -487,10 +492,7 @@ def test_a_late_result_never_counts_over_a_newer_lease(client: TestClient) -> No
     first, second = _register(client, name="a"), _register(client, name="b")
     task = _claim(client, first)
     assert task is not None
-    deadline = time.monotonic() + 10
-    while client.get(f"/v1/experiments/{experiment['id']}").json()["counts"]["pending"] == 0:
-        assert time.monotonic() < deadline, "the lease never expired"
-        time.sleep(0.1)
+    _wait_for_requeue(client, experiment)
     assert _claim(client, second) is not None
     body = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": 0.7}}
     assert client.post(f"/v1/tasks/{task['id']}/complete", json=body).status_code == 409
