@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -52,6 +54,10 @@ def budget_of(experiment: Row) -> Budget:
     )
 
 
+# How long a refill waits for this process's refill of the same experiment under way (whose
+# outcomes it would otherwise ask without) before leaving its own to the reaper: a slow ask
+# (a space of huge architectures) then holds a thread that long at most.
+REFILL_WAIT_SECONDS = 10.0
 # A refill that lost the race to another (a version changed under it) reads and asks again;
 # past this many, the reaper's next pass tops the experiment up.
 REFILL_TRIES = 5
@@ -87,6 +93,17 @@ def refill(engine: Engine, experiment_id: int) -> None:
     otherwise read and ask again. Every write to an experiment bumps its version, so an outcome
     is told exactly once and proposals follow the outcomes they were asked after.
     """
+    lock = _one_at_a_time(engine, experiment_id)
+    if not lock.acquire(timeout=REFILL_WAIT_SECONDS):
+        log.info("experiment %s: a refill is still asking; the reaper retries", experiment_id)
+        return
+    try:
+        _refill_fenced(engine, experiment_id)
+    finally:
+        lock.release()
+
+
+def _refill_fenced(engine: Engine, experiment_id: int) -> None:
     for _ in range(REFILL_TRIES):
         with read(engine) as connection:
             snapshot = _read(connection, experiment_id)
@@ -96,6 +113,22 @@ def refill(engine: Engine, experiment_id: int) -> None:
         if _write(engine, snapshot, proposal):
             return
     log.info("experiment %s: refill lost %d races; the reaper retries", experiment_id, REFILL_TRIES)
+
+
+_GUARD = threading.Lock()
+_REFILLING: weakref.WeakKeyDictionary[Engine, dict[int, threading.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _one_at_a_time(engine: Engine, experiment_id: int) -> threading.Lock:
+    """This process's lock for refilling one experiment. Completes that make a refill due at
+    the same moment would each build the optimizer, tell and ask, and all but one lose the
+    version race: queued here, the next one reads the first one's result and usually finds
+    nothing due. Other replicas are still fenced by the version."""
+    with _GUARD:
+        locks = _REFILLING.setdefault(engine, {})
+        return locks.setdefault(experiment_id, threading.Lock())
 
 
 def _read(connection: Connection, experiment_id: int) -> Snapshot | None:
