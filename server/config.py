@@ -40,10 +40,11 @@ class Settings(BaseSettings):
     metrics_public: bool = True
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     run_migrations_on_start: bool = True
-    # Threads that run the request handlers' units of work; 0 picks 4 on SQLite (writes queue on
-    # its one lock, but reads and a refill's optimizer work, which holds no lock, go on beside
-    # them) and 8 on Postgres.
+    # Threads that run the request handlers' units of work; 0 picks 1 on SQLite (its one
+    # writer: more threads only queue on its lock) and 8 on Postgres. Refills (the optimizer's
+    # work) run on threads of their own: `refill_threads`.
     db_threads: int = Field(default=0, ge=0, le=256)
+    refill_threads: int = Field(default=2, ge=1, le=64)
     # What one experiment may ask of the server (a 422 names the limit): tasks kept in flight,
     # and what its search space may cost (morphml.space.limits).
     max_parallelism: int = Field(default=1_000, ge=1, le=100_000)
@@ -82,7 +83,7 @@ class Settings(BaseSettings):
     def database_threads(self) -> int:
         if self.db_threads:
             return self.db_threads
-        return 4 if self.database_url.startswith("sqlite") else 8
+        return 1 if self.database_url.startswith("sqlite") else 8
 
     @property
     def spec_limits(self) -> SpecLimits:

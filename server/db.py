@@ -78,23 +78,38 @@ class Database:
     the GIL; Postgres gets a few threads, within the connection pool.
     """
 
-    def __init__(self, engine: Engine, threads: int) -> None:
+    def __init__(self, engine: Engine, threads: int, refill_threads: int = 2) -> None:
         self.engine = engine
         self.threads = threads
+        self.refill_threads = refill_threads
         self._executor: ThreadPoolExecutor | None = None
+        self._refills: ThreadPoolExecutor | None = None
 
     async def run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """`function(self.engine, *args, **kwargs)` on a database thread."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="morphml-db")
-        loop = asyncio.get_running_loop()
-        call = functools.partial(function, self.engine, *args, **kwargs)
-        return await loop.run_in_executor(self._executor, call)
+        return await _in(self._executor, functools.partial(function, self.engine, *args, **kwargs))
+
+    async def refill(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`run` for refills, on threads of their own: a refill asks its optimizer (seconds,
+        for a space of huge architectures) and must not hold the threads that serve claims,
+        heartbeats and completes of every other experiment."""
+        if self._refills is None:
+            self._refills = ThreadPoolExecutor(
+                self.refill_threads, thread_name_prefix="morphml-refill"
+            )
+        return await _in(self._refills, functools.partial(function, self.engine, *args, **kwargs))
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for executor in (self._executor, self._refills):
+            if executor is not None:
+                executor.shutdown(wait=True)
+        self._executor = self._refills = None
+
+
+async def _in(executor: ThreadPoolExecutor, call: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
 
 
 def is_postgres(engine: Engine) -> bool:

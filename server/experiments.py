@@ -34,10 +34,24 @@ def create_experiment(
     engine: Engine, *, spec: ExperimentCreate, limits: SpecLimits | None = None
 ) -> ExperimentPublic:
     """Validate (422 naming the field; nothing stored), insert, and queue the first tasks."""
-    data = spec.model_dump(mode="json")
-    validate_spec(data, limits or Settings().spec_limits)
-    experiment_id = store.insert(engine, values=_columns(spec, data))
+    values = validate_experiment(engine, spec=spec, limits=limits or Settings().spec_limits)
+    experiment_id = store.insert(engine, values=values)
     return get_experiment(engine, experiment_id=experiment_id)
+
+
+def validate_experiment(
+    engine: Engine, *, spec: ExperimentCreate, limits: SpecLimits
+) -> dict[str, Any]:
+    """The experiment's columns once the library accepted its spec (it builds the space and the
+    optimizer: library work, no database). `engine` only to run where the other steps run."""
+    data = spec.model_dump(mode="json")
+    validate_spec(data, limits)
+    return _columns(spec, data)
+
+
+def insert_experiment(engine: Engine, *, values: dict[str, Any]) -> int:
+    """Insert validated columns; the caller runs the first refill."""
+    return store.insert(engine, values=values, refill_inline=False)
 
 
 def _columns(spec: ExperimentCreate, data: dict[str, Any]) -> dict[str, Any]:
@@ -56,10 +70,12 @@ def _columns(spec: ExperimentCreate, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def change_status(engine: Engine, *, experiment_id: int, action: str) -> ExperimentPublic:
-    """pause, resume or cancel (409 from a status that does not allow it), then the new view."""
-    store.change_status(engine, experiment_id=experiment_id, action=action)
-    return get_experiment(engine, experiment_id=experiment_id)
+def change_status(engine: Engine, *, experiment_id: int, action: str) -> bool:
+    """pause, resume or cancel (409 from a status that does not allow it); whether a refill is
+    due (after a resume), which the caller runs."""
+    return store.change_status(
+        engine, experiment_id=experiment_id, action=action, refill_inline=False
+    )
 
 
 def list_experiments(

@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.database = Database(engine, settings.database_threads)
+    app.state.database = Database(engine, settings.database_threads, settings.refill_threads)
     app.state.metrics = ServerMetrics(engine)
     app.include_router(api_router)
     app.include_router(docs.router)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Query, status
 from server import experiments as service
 from server.api import examples
 from server.api.responses import errors, extra
+from server.db import Database
 from server.deps import AdminAuth, DatabaseDep, SettingsDep
 from server.models import ExperimentStatus, TaskState
 from server.schemas import (
@@ -22,6 +23,7 @@ from server.schemas import (
     TaskPublic,
     TasksPublic,
 )
+from server.store.refill import refill
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"], dependencies=[AdminAuth])
 
@@ -61,8 +63,13 @@ LIFECYCLE = (
 async def create(
     spec: ExperimentCreate, database: DatabaseDep, settings: SettingsDep
 ) -> ExperimentPublic:
+    # The library's work (building the space and optimizer to validate, the first ask) runs on
+    # the refill threads; the database's on the database threads.
     limits = settings.spec_limits
-    return await database.run(service.create_experiment, spec=spec, limits=limits)
+    values = await database.refill(service.validate_experiment, spec=spec, limits=limits)
+    experiment_id = await database.run(service.insert_experiment, values=values)
+    await database.refill(refill, experiment_id)
+    return await database.run(service.get_experiment, experiment_id=experiment_id)
 
 
 @router.get(
@@ -114,7 +121,7 @@ async def get(experiment_id: ExperimentId, database: DatabaseDep) -> ExperimentP
     openapi_extra=extra(invalid=BAD_ID),
 )
 async def pause(experiment_id: ExperimentId, database: DatabaseDep) -> ExperimentPublic:
-    return await database.run(service.change_status, experiment_id=experiment_id, action="pause")
+    return await _change_status(database, experiment_id, "pause")
 
 
 @router.post(
@@ -134,7 +141,7 @@ async def pause(experiment_id: ExperimentId, database: DatabaseDep) -> Experimen
     openapi_extra=extra(invalid=BAD_ID),
 )
 async def resume(experiment_id: ExperimentId, database: DatabaseDep) -> ExperimentPublic:
-    return await database.run(service.change_status, experiment_id=experiment_id, action="resume")
+    return await _change_status(database, experiment_id, "resume")
 
 
 @router.post(
@@ -153,7 +160,7 @@ async def resume(experiment_id: ExperimentId, database: DatabaseDep) -> Experime
     openapi_extra=extra(invalid=BAD_ID),
 )
 async def cancel(experiment_id: ExperimentId, database: DatabaseDep) -> ExperimentPublic:
-    return await database.run(service.change_status, experiment_id=experiment_id, action="cancel")
+    return await _change_status(database, experiment_id, "cancel")
 
 
 @router.get(
@@ -208,3 +215,11 @@ async def best(experiment_id: ExperimentId, database: DatabaseDep) -> TaskPublic
 )
 async def pareto(experiment_id: ExperimentId, database: DatabaseDep) -> ParetoPublic:
     return await database.run(service.pareto_front, experiment_id=experiment_id)
+
+
+async def _change_status(database: Database, experiment_id: int, action: str) -> ExperimentPublic:
+    """The change on a database thread; the refill a resume makes due on the refill threads."""
+    due = await database.run(service.change_status, experiment_id=experiment_id, action=action)
+    if due:
+        await database.refill(refill, experiment_id)
+    return await database.run(service.get_experiment, experiment_id=experiment_id)

@@ -27,9 +27,9 @@ from sqlalchemy.engine import Engine
 
 from server.api import examples
 from server.api.responses import errors, extra
+from server.db import Database
 from server.deps import CallerWorker, DatabaseDep, MetricsDep, SettingsDep, WorkerAuth
 from server.experiments import task_public
-from server.metrics import ServerMetrics
 from server.schemas import (
     ClaimedTask,
     ClaimRequest,
@@ -207,17 +207,20 @@ async def heartbeat(
     metrics: MetricsDep,
     caller: CallerWorker,
 ) -> HeartbeatAnswer:
-    return await database.run(_heartbeat, task_id, body, metrics, caller)
+    beat = await database.run(_heartbeat, task_id, body, caller)
+    if beat.pruned:
+        metrics.outcomes.labels(outcome="pruned").inc()
+    if beat.refill_due and beat.experiment_id is not None:
+        await database.refill(store.refill_after, beat.experiment_id)
+    if beat.stop_reason is not None:
+        return HeartbeatAnswer(action="stop", reason=beat.stop_reason, lease_expires_at=None)
+    return HeartbeatAnswer(action="continue", reason=None, lease_expires_at=beat.lease_expires_at)
 
 
 def _heartbeat(
-    engine: Engine,
-    task_id: int,
-    body: HeartbeatRequest,
-    metrics: ServerMetrics,
-    caller: int | None,
-) -> HeartbeatAnswer:
-    beat = store.heartbeat(
+    engine: Engine, task_id: int, body: HeartbeatRequest, caller: int | None
+) -> store.Beat:
+    return store.heartbeat(
         engine,
         task_id=task_id,
         lease_token=body.lease_token,
@@ -225,12 +228,8 @@ def _heartbeat(
         step=body.step,
         metrics=body.metrics,
         caller=caller,
+        refill_inline=False,
     )
-    if beat.pruned:
-        metrics.outcomes.labels(outcome="pruned").inc()
-    if beat.stop_reason is not None:
-        return HeartbeatAnswer(action="stop", reason=beat.stop_reason, lease_expires_at=None)
-    return HeartbeatAnswer(action="continue", reason=None, lease_expires_at=beat.lease_expires_at)
 
 
 @router.post(
@@ -265,8 +264,10 @@ async def complete(
         lease_token=body.lease_token,
         metrics=body.metrics,
         caller=caller,
+        refill_inline=False,
     )
     metrics.completed.inc()
+    await _refill_if_due(database, settled)
     return task_public(settled.task, settled.history)
 
 
@@ -301,6 +302,16 @@ async def fail(
         retryable=body.retryable,
         environment=body.environment,
         caller=caller,
+        refill_inline=False,
     )
     metrics.outcomes.labels(outcome=settled.task.state).inc()
+    await _refill_if_due(database, settled)
     return task_public(settled.task, settled.history)
+
+
+async def _refill_if_due(database: Database, settled: store.Settled) -> None:
+    """The refill the outcome made due, on the refill threads, before answering: the worker's
+    next claim then finds the tasks it asked for (and outcomes reach the optimizer in the order
+    they were reported)."""
+    if settled.refill_due:
+        await database.refill(store.refill_after, settled.task.experiment_id)

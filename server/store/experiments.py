@@ -17,25 +17,32 @@ from server.store.sql import Row
 from server.wakeup import announce_tasks
 
 
-def insert(engine: Engine, *, values: dict[str, Any]) -> int:
-    """A validated experiment (`values`: its columns) running, with its first tasks queued."""
+def insert(engine: Engine, *, values: dict[str, Any], refill_inline: bool = True) -> int:
+    """A validated experiment (`values`: its columns) running, with its first tasks queued
+    (unless the caller runs that first refill: `refill_inline=False`)."""
     with unit(engine) as connection:
         row = {**values, "status": ExperimentStatus.RUNNING, "tasks_created": 0}
         stamped = S.INSERT_EXPERIMENT.values(created_at=db_now(), started_at=db_now())
         experiment_id: int = connection.execute(stamped, row).scalar_one()
-    refill(engine, experiment_id)  # its first tasks, asked with no transaction open
+    if refill_inline:
+        refill(engine, experiment_id)  # its first tasks, asked with no transaction open
     return experiment_id
 
 
-def change_status(engine: Engine, *, experiment_id: int, action: str) -> None:
-    """pause: running -> paused; resume: paused -> running; cancel: running|paused -> cancelled."""
+def change_status(
+    engine: Engine, *, experiment_id: int, action: str, refill_inline: bool = True
+) -> bool:
+    """pause: running -> paused; resume: paused -> running; cancel: running|paused -> cancelled.
+    Whether a refill is due (after a resume)."""
     with unit(engine) as connection:
         experiment = connection.execute(S.LOCK_EXPERIMENT, {"experiment_id": experiment_id}).first()
         if experiment is None:
             raise NotFoundError(f"experiment {experiment_id} not found")
         _LIFECYCLE[action](connection, experiment)
-    if action == "resume":
-        refill(engine, experiment_id)  # outcomes that arrived while it was paused
+    due = action == "resume"  # outcomes that arrived while it was paused
+    if due and refill_inline:
+        refill(engine, experiment_id)
+    return due
 
 
 def _pause(connection: Connection, experiment: Row) -> None:

@@ -51,10 +51,12 @@ class Miss:
 
 @dataclass(frozen=True)
 class Settled:
-    """A task as a complete or fail left it, with its intermediate metrics (the API shows both)."""
+    """A task as a complete or fail left it, with its intermediate metrics (the API shows both),
+    and whether it made a refill due (run already, unless the caller runs it: `refill_inline`)."""
 
     task: Row
     history: intermediate.History
+    refill_due: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Beat:
     lease_expires_at: datetime | None
     stop_reason: str | None
     pruned: bool = False
+    refill_due: bool = False
+    experiment_id: int | None = None
 
 
 def claim(
@@ -175,6 +179,7 @@ def heartbeat(
     step: int | None,
     metrics: dict[str, float] | None,
     caller: int | None = None,
+    refill_inline: bool = True,
 ) -> Beat:
     """Extend the lease and record progress; with metrics, append them and ask the pruner, and
     prune the task in the same unit when it says stop. A stopped task answers stop."""
@@ -197,8 +202,10 @@ def heartbeat(
         if reason is None:
             return Beat(lease_expires_at=row.lease_expires_at, stop_reason=None)
         due = _prune(connection, task_id, lease_token, reason, caller)
-    _refill_after(engine, row.experiment_id, due)
-    return Beat(lease_expires_at=None, stop_reason=f"pruned: {reason}", pruned=True)
+    if refill_inline:
+        _refill_after(engine, row.experiment_id, due)
+    stop = f"pruned: {reason}"
+    return Beat(None, stop, pruned=True, refill_due=due, experiment_id=row.experiment_id)
 
 
 def _beat_refused(connection: Connection, task_id: int, lease_token: str) -> Beat:
@@ -274,6 +281,7 @@ def complete(
     lease_token: str,
     metrics: dict[str, float],
     caller: int | None = None,
+    refill_inline: bool = True,
 ) -> Settled:
     """Record final metrics; the same token again returns the task unchanged (idempotent).
 
@@ -295,8 +303,9 @@ def complete(
         task = _finish(connection, locked, TaskState.COMPLETED, metrics=metrics)
         _event(connection, locked, EventKind.COMPLETED, {"late": True} if late else None)
         due = _refill_due(connection, locked)
-    _refill_after(engine, locked.experiment_id, due)
-    return Settled(task, history)
+    if refill_inline:
+        _refill_after(engine, locked.experiment_id, due)
+    return Settled(task, history, due)
 
 
 def fail(
@@ -308,6 +317,7 @@ def fail(
     retryable: bool,
     environment: bool = False,
     caller: int | None = None,
+    refill_inline: bool = True,
 ) -> Settled:
     """Retry (pending, attempt + 1) while attempts remain and the error is retryable, else fail.
     `environment`: the worker's machine failed, not the candidate: retried without using an
@@ -324,8 +334,9 @@ def fail(
             connection, locked, error=error, retry=retryable, kind=EventKind.RETRIED
         )
         history = intermediate.history(connection, task_id) if locked.has_reports else {}
-    _refill_after(engine, locked.experiment_id, due)
-    return Settled(task, history)
+    if refill_inline:
+        _refill_after(engine, locked.experiment_id, due)
+    return Settled(task, history, due)
 
 
 def requeue_expired(engine: Engine, *, limit: int = 100) -> int:
@@ -429,6 +440,11 @@ def _refill_due(connection: Connection, locked: Row, *, failed: bool = False) ->
         failures = connection.execute(S.FAILURES_OF, {**params, "failed_cap": cap}).one()
         outcomes = replace(outcomes, failed=failures.failed, succeeded=int(failures.succeeded))
     return plan_refill(budget, outcomes, now=locked.now).due
+
+
+def refill_after(engine: Engine, experiment_id: int) -> None:
+    """The refill an outcome made due, when the caller runs it (`refill_inline=False`)."""
+    _refill_after(engine, experiment_id, True)
 
 
 def _refill_after(engine: Engine, experiment_id: int, due: bool) -> None:
