@@ -112,8 +112,8 @@ def run_demo(options: DemoOptions, console: Console) -> Path:
     with local_cluster(run_dir, options.workers, slots) as url, Client(url) as client:
         console.print(f"server {url}  (Swagger UI: {url}/docs)  {options.workers} workers")
         experiment = client.create_experiment(spec)
-        console.print(f"submitted experiment {experiment.id}: {spec['name']}")
-        try:
+        try:  # from here on a Ctrl-C writes what there is, wherever it lands
+            console.print(f"submitted experiment {experiment.id}: {spec['name']}")
             experiment = watch_experiment(client, experiment.id, console)
         except KeyboardInterrupt:
             interrupted = True
