@@ -232,32 +232,27 @@ def _prune(
     return _refill_due(connection, locked)
 
 
-def _lock_for_result(
-    connection: Connection, task_id: int, lease_token: str, caller: int | None
+def lock_task(
+    connection: Connection,
+    task_id: int,
+    lease_token: str,
+    caller: int | None = None,
+    *,
+    late: bool = False,
 ) -> Row:
-    """`lock_task` for a complete, which also takes the late result of the lease a requeue
-    took back while the task still waits unclaimed (the server was down longer than the lease:
-    the work is done, it need not be trained again). A newer lease fences it as usual."""
+    """The task row locked (the lock order's first kind of unit), its token checked, and its
+    lease holder checked against the caller's credential.
+
+    `late` (a complete): also the lease a requeue took back, while the task still waits
+    unclaimed (the server was down longer than the lease: the work is done, it need not be
+    trained again). A newer lease fences it as usual."""
     locked = connection.execute(S.LOCK_TASK, {"task_id": task_id}).first()
     if locked is None:
         raise NotFoundError(f"task {task_id} not found")
-    released = locked.state == TaskState.PENDING and locked.released_token is not None
+    released = late and locked.state == TaskState.PENDING and locked.released_token is not None
     check_token(task_id, locked.released_token if released else locked.lease_token, lease_token)
     holder = locked.avoid_worker_id if released else locked.worker_id
     _check_caller(caller, holder, "report the lease of")
-    return locked
-
-
-def lock_task(
-    connection: Connection, task_id: int, lease_token: str, caller: int | None = None
-) -> Row:
-    """The task row locked (the lock order's first kind of unit), its token checked, and its
-    lease holder checked against the caller's credential."""
-    locked = connection.execute(S.LOCK_TASK, {"task_id": task_id}).first()
-    if locked is None:
-        raise NotFoundError(f"task {task_id} not found")
-    check_token(task_id, locked.lease_token, lease_token)
-    _check_caller(caller, locked.worker_id, "report the lease of")
     return locked
 
 
@@ -290,12 +285,12 @@ def complete(
     so every outcome is told before the next ask that follows it.
     """
     with unit(engine) as connection:
-        locked = _lock_for_result(connection, task_id, lease_token, caller)
+        locked = lock_task(connection, task_id, lease_token, caller, late=True)
         history = intermediate.history(connection, task_id) if locked.has_reports else {}
         if locked.state == TaskState.COMPLETED:
             task = connection.execute(S.TASK_BY_ID, {"task_id": task_id}).one()
             return Settled(task, history)
-        late = locked.state == TaskState.PENDING  # `_lock_for_result` checked whose it was
+        late = locked.state == TaskState.PENDING  # `lock_task` checked whose lease it was
         if locked.state != TaskState.RUNNING and not late:
             raise ConflictError(
                 f"task {task_id} is {locked.state}; its result is not needed any more"
