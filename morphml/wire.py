@@ -544,6 +544,38 @@ class ClaimRequest(BaseModel):
     )
 
 
+MAX_TASKS_PER_CLAIM = 64
+
+
+class BatchClaimRequest(ClaimRequest):
+    """A worker asking for up to `max_tasks` tasks at once (one per free slot); each must fit
+    `free`, so a worker whose free slots differ sends the least of them."""
+
+    max_tasks: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_TASKS_PER_CLAIM,
+            description="At most this many tasks; the answer may hold fewer (at least one).",
+        ),
+    ] = 1
+
+
+class NextClaim(BaseModel):
+    """Claim-on-complete: what the slot that just finished offers for its next task. It is
+    answered at once (no waiting): an empty `next` means "long-poll `/claim` as usual"."""
+
+    worker_id: Annotated[int, Field(ge=1, le=2**31 - 1, description="From the registration.")]
+    free: FreeResources | None = Field(
+        default=None,
+        description="Free GPUs and GPU memory now; null: everything the worker registered.",
+    )
+    labels: Labels | None = Field(
+        default=None, description="The worker's labels for this claim; null: the registered ones."
+    )
+    max_tasks: Annotated[int, Field(ge=1, le=MAX_TASKS_PER_CLAIM)] = 1
+
+
 class EvaluatorPublic(BaseModel):
     """The experiment's evaluator, as in its spec."""
 
@@ -564,6 +596,12 @@ class ClaimedTask(BaseModel):
     lease_token: str
     lease_expires_at: datetime
     lease_seconds: float
+
+
+class ClaimedTasks(BaseModel):
+    """Tasks claimed in one request, each under its own lease."""
+
+    data: list[ClaimedTask]
 
 
 class HeartbeatRequest(BaseModel):
@@ -594,6 +632,12 @@ class CompleteRequest(BaseModel):
     metrics: Metrics
 
 
+class CompleteAndClaimRequest(CompleteRequest):
+    """The task's final metrics, and the claim of the slot's next task in the same request."""
+
+    claim: NextClaim
+
+
 class FailRequest(BaseModel):
     """The task could not run."""
 
@@ -609,6 +653,14 @@ class FailRequest(BaseModel):
         "not the candidate: run it again without using an attempt (at most 5 times), and not "
         "straight back on this worker.",
     )
+
+
+class CompleteAndClaimAnswer(BaseModel):
+    """The completed task, as `/complete` answers it, and the tasks claimed for the slot
+    (empty when nothing fitting was pending)."""
+
+    task: TaskPublic
+    next: list[ClaimedTask]
 
 
 def first_problem(exc: ValidationError) -> str:
