@@ -196,7 +196,7 @@ class Architecture:
 
     def to_pytorch_source(self, class_name: str = "Net") -> str:
         """Readable, standalone PyTorch source code of the model class."""
-        from morphml.torch_build import export_source
+        from morphml.torch_source import export_source
 
         return export_source(self, class_name)
 
