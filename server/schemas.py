@@ -5,10 +5,14 @@ against exactly what the server declares, without importing the server.
 """
 
 from morphml.wire import (
+    BatchClaimRequest,
     BestPublic,
     BudgetSpec,
     ClaimedTask,
+    ClaimedTasks,
     ClaimRequest,
+    CompleteAndClaimAnswer,
+    CompleteAndClaimRequest,
     CompleteRequest,
     EvaluatorPublic,
     EvaluatorSpec,
@@ -25,6 +29,7 @@ from morphml.wire import (
     LongText,
     Metrics,
     Name,
+    NextClaim,
     ObjectiveSpec,
     OptimizerSpec,
     ParetoPublic,
@@ -42,10 +47,14 @@ from morphml.wire import (
 )
 
 __all__ = [
+    "BatchClaimRequest",
     "BestPublic",
     "BudgetSpec",
     "ClaimRequest",
     "ClaimedTask",
+    "ClaimedTasks",
+    "CompleteAndClaimAnswer",
+    "CompleteAndClaimRequest",
     "CompleteRequest",
     "EvaluatorPublic",
     "EvaluatorSpec",
@@ -62,6 +71,7 @@ __all__ = [
     "LongText",
     "Metrics",
     "Name",
+    "NextClaim",
     "ObjectiveSpec",
     "OptimizerSpec",
     "ParetoPublic",

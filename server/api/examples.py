@@ -142,6 +142,23 @@ CLAIM: Examples = {
     },
 }
 
+CLAIM_BATCH: Examples = {
+    "four-slots": {
+        "summary": "Four free CPU slots: up to four tasks, waiting up to 30 s for the first",
+        "value": {"worker_id": 1, "wait_seconds": 30, "max_tasks": 4},
+    },
+    "two-gpus": {
+        "summary": "Two free GPUs, each with 40 GB: up to two one-GPU tasks",
+        "value": {
+            "worker_id": 1,
+            "wait_seconds": 30,
+            "free": {"gpus": 1, "gpu_memory_mb": 40000},
+            "labels": {"pool": "a100"},
+            "max_tasks": 2,
+        },
+    },
+}
+
 TOKEN = "the lease_token of the claim"
 
 HEARTBEAT: Examples = {
@@ -168,6 +185,30 @@ COMPLETE: Examples = {
                 "num_params": 120394,
                 "flops": 5012000,
                 "train_seconds": 31.5,
+            },
+        },
+    },
+}
+
+COMPLETE_AND_CLAIM: Examples = {
+    "next-task": {
+        "summary": "Final metrics, and the slot's next task if one is pending",
+        "value": {
+            "lease_token": TOKEN,
+            "metrics": {"val_accuracy": 0.976, "val_loss": 0.081},
+            "claim": {"worker_id": 1, "max_tasks": 1},
+        },
+    },
+    "one-free-gpu": {
+        "summary": "Final metrics; the GPU it ran on is free again",
+        "value": {
+            "lease_token": TOKEN,
+            "metrics": {"val_accuracy": 0.912},
+            "claim": {
+                "worker_id": 1,
+                "free": {"gpus": 1, "gpu_memory_mb": 40000},
+                "labels": {"pool": "a100"},
+                "max_tasks": 1,
             },
         },
     },

@@ -1,4 +1,5 @@
-"""Tasks (worker token): long-poll claim, heartbeat, complete, fail.
+"""Tasks (worker token): long-poll claim (one task or a batch), heartbeat, complete (optionally
+with the next claim), fail.
 
 Wire contract with `morphml-worker` (ids are integers; times are ISO 8601 UTC, database clock):
 
@@ -7,11 +8,18 @@ Wire contract with `morphml-worker` (ids are integers; times are ISO 8601 UTC, d
   -> 200 {id, experiment_id, candidate: {architecture, budget, meta}, evaluator: {kind, params},
   objectives, budget, attempt, lease_token, lease_expires_at, lease_seconds}, or 204 when nothing
   fit within the wait; 404 for an unregistered worker_id.
+- `POST /v1/tasks/claim-batch` {the same, and max_tasks (1..64, default 1)} -> 200 {data: [1 to
+  max_tasks of the claim's answer, each under its own lease]}, or 204 / 404 as for a claim. It
+  never waits for more than one; a worker that declared `slots` gets at most its free ones.
 - `POST /v1/tasks/{id}/heartbeat` {lease_token, progress, step, metrics}
   -> 200 {action: "continue" | "stop", reason, lease_expires_at}. On "stop" the task is already
   pruned or cancelled on the server: drop it. 409 for a stale token, 404 for an unknown task.
 - `POST /v1/tasks/{id}/complete` {lease_token, metrics} -> 200 the task; the same token again gets
   the same answer and records nothing new; 409 for a stale token (or a task no longer running).
+- `POST /v1/tasks/{id}/complete-and-claim` {lease_token, metrics, claim: {worker_id, free, labels,
+  max_tasks}} -> 200 {task: what complete answers, next: [0 to max_tasks claimed tasks]}: the
+  complete, then at once (no waiting) a claim as claim-batch makes it; `next` is empty when
+  nothing fit (long-poll `/claim` then). Refused completions (404, 409) claim nothing.
 - `POST /v1/tasks/{id}/fail` {lease_token, error, retryable} -> 200 the task, pending again with
   attempt + 1 or failed when attempts are exhausted; 409 for a stale token.
 """
@@ -27,17 +35,24 @@ from sqlalchemy.engine import Engine
 
 from server.api import examples
 from server.api.responses import errors, extra
+from server.config import Settings
 from server.db import Database
 from server.deps import CallerWorker, DatabaseDep, MetricsDep, SettingsDep, WorkerAuth
+from server.errors import ConflictError, NotFoundError
 from server.experiments import task_public
 from server.schemas import (
+    BatchClaimRequest,
     ClaimedTask,
+    ClaimedTasks,
     ClaimRequest,
+    CompleteAndClaimAnswer,
+    CompleteAndClaimRequest,
     CompleteRequest,
     EvaluatorPublic,
     FailRequest,
     HeartbeatAnswer,
     HeartbeatRequest,
+    NextClaim,
     ObjectiveSpec,
     TaskPublic,
 )
@@ -94,7 +109,73 @@ async def claim(
     metrics: MetricsDep,
     caller: CallerWorker,
 ) -> ClaimedTask | Response:
-    """Long-poll: a thread and a connection are held only while one claim attempt runs.
+    """A claim-batch of one."""
+    claimed = await _long_poll(body, 1, request, database, settings, caller)
+    if not claimed:
+        metrics.empty_claims.inc()
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    metrics.claims.inc()
+    return claimed[0]
+
+
+@router.post(
+    "/claim-batch",
+    response_model=ClaimedTasks,
+    summary="Claim up to max_tasks tasks (long-poll)",
+    description="The claim of `/claim` for several free slots at once: wait up to "
+    "`wait_seconds` until at least one fitting task is pending, then lease up to `max_tasks` "
+    "of them in one go, each picked as a single claim would pick it (priority, then fair "
+    "share between experiments, recounted after each pick, then the older experiment) and "
+    "each fitting `free` and `labels` (so a worker whose free slots differ sends the least "
+    "of them). It never waits for more than the first: the answer holds 1 to `max_tasks` "
+    "tasks, each under its own lease (`lease_token`), heartbeated and reported on its own. A "
+    "worker that declared `slots` gets at most as many as it has free (409 when it holds "
+    "them all).\n\n204 when nothing fitting came within the wait, and at once when the "
+    "server is stopping.\n\nWorker or admin token.",
+    response_description="1 to `max_tasks` tasks, each under a lease for this worker.",
+    responses={
+        204: {"description": "Nothing fitting became available within wait_seconds"},
+        **errors(
+            worker=True,
+            body=True,
+            status_404=("No worker has this `worker_id`: register.", "worker 3 not registered"),
+            status_409=(
+                "The worker already holds as many leases as the `slots` it registered.",
+                "worker 3 already holds 4 running tasks, its declared slots",
+            ),
+        ),
+    },
+    openapi_extra=extra(
+        invalid="The body does not fit the schema (`detail` lists each field).",
+        examples=examples.CLAIM_BATCH,
+    ),
+)
+async def claim_batch(
+    body: BatchClaimRequest,
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    caller: CallerWorker,
+) -> ClaimedTasks | Response:
+    claimed = await _long_poll(body, body.max_tasks, request, database, settings, caller)
+    if not claimed:
+        metrics.empty_claims.inc()
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    metrics.claims.inc(len(claimed))
+    return ClaimedTasks(data=claimed)
+
+
+async def _long_poll(
+    body: ClaimRequest,
+    max_tasks: int,
+    request: Request,
+    database: Database,
+    settings: Settings,
+    caller: int | None,
+) -> list[ClaimedTask]:
+    """Claim up to `max_tasks`, waiting up to `wait_seconds` for the first; [] when nothing fit.
+    A thread and a connection are held only while one claim attempt runs.
 
     The wait also ends when the server starts to stop (`app.state.stopping`, resolved by the
     lifespan in `server.main`): an open long-poll then answers 204 at once instead of holding
@@ -108,11 +189,11 @@ async def claim(
         # Park before trying, so a task announced during the attempt still wakes us.
         waiter = waker.park()
         try:
-            claimed = await database.run(_claim_once, body, caller)
+            claimed = await database.run(_claim_once, body, max_tasks, caller)
             if hops is not None and isinstance(claimed, store.Miss) and claimed.unfit:
                 waker.pass_on(hops)  # the task we were woken for may fit another worker
             remaining = deadline - loop.time()
-            if isinstance(claimed, ClaimedTask) or remaining <= 0:
+            if not isinstance(claimed, store.Miss) or remaining <= 0:
                 break
             if await request.is_disconnected():
                 break
@@ -123,11 +204,7 @@ async def claim(
         if stopping.done():
             break  # a wakeup we got but do not use is passed on by the unpark below
     waker.unpark(waiter)
-    if isinstance(claimed, ClaimedTask):
-        metrics.claims.inc()
-        return claimed
-    metrics.empty_claims.inc()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return [] if isinstance(claimed, store.Miss) else claimed
 
 
 def _stopping(request: Request) -> asyncio.Future[None]:
@@ -152,7 +229,9 @@ async def _wait(
     return None
 
 
-def _claim_once(engine: Engine, body: ClaimRequest, caller: int | None) -> ClaimedTask | store.Miss:
+def _claim_once(
+    engine: Engine, body: ClaimRequest | NextClaim, max_tasks: int, caller: int | None
+) -> list[ClaimedTask] | store.Miss:
     free = body.free
     found = store.claim(
         engine,
@@ -161,20 +240,35 @@ def _claim_once(engine: Engine, body: ClaimRequest, caller: int | None) -> Claim
         free_gpu_memory_mb=free.gpu_memory_mb if free else None,
         labels=body.labels,
         caller=caller,
-        wait_seconds=body.wait_seconds,
+        wait_seconds=body.wait_seconds if isinstance(body, ClaimRequest) else None,
+        max_tasks=max_tasks,
     )
     if isinstance(found, store.Miss):
         return found
+    runs: dict[int, tuple[EvaluatorPublic, list[ObjectiveSpec]]] = {}
+    return [_claimed_task(claimed, runs) for claimed in found]
+
+
+def _claimed_task(
+    found: store.Claim, runs: dict[int, tuple[EvaluatorPublic, list[ObjectiveSpec]]]
+) -> ClaimedTask:
+    """The wire form of a claim; `runs` holds each experiment's evaluator and objectives,
+    validated once per batch."""
     task = found.task
     assert (
         task.id is not None and task.lease_token is not None and task.lease_expires_at is not None
     )
+    run = runs.get(task.experiment_id)
+    if run is None:
+        evaluator = EvaluatorPublic.model_validate(found.spec["evaluator"])
+        objectives = [ObjectiveSpec.model_validate(o) for o in found.spec["objectives"]]
+        run = runs[task.experiment_id] = (evaluator, objectives)
     return ClaimedTask(
         id=task.id,
         experiment_id=task.experiment_id,
         candidate=task.candidate,
-        evaluator=EvaluatorPublic.model_validate(found.spec["evaluator"]),
-        objectives=[ObjectiveSpec.model_validate(o) for o in found.spec["objectives"]],
+        evaluator=run[0],
+        objectives=run[1],
         budget=task.budget,
         attempt=task.attempt,
         lease_token=task.lease_token,
@@ -269,6 +363,57 @@ async def complete(
     metrics.completed.inc()
     await _refill_if_due(database, settled)
     return task_public(settled.task, settled.history)
+
+
+@router.post(
+    "/{task_id}/complete-and-claim",
+    summary="Complete a task and claim the slot's next one",
+    description="`/complete` and then, in the same request, the claim of the slot's next task "
+    "(a busy slot needs two requests per task: this one and, for long evaluations, its "
+    "heartbeats). The completion is exactly `/complete`'s (idempotent: the same token again "
+    "answers the same task and records nothing new); once it is committed, and once the "
+    "refill it made due has run (as `/complete` waits for it), up to `claim.max_tasks` "
+    "tasks are leased to `claim.worker_id` as `/claim-batch` picks them, without waiting: "
+    "`next` is empty when nothing fitting was pending (long-poll `/claim` then), or when the "
+    "claim is refused after the completion (the worker holds all its declared `slots`, or is "
+    "not registered: `/claim` says which). A refused completion (404, 409) claims nothing. "
+    "The worker's credential must name `claim.worker_id` (403 otherwise, before anything is "
+    "recorded).\n\nWorker or admin token.",
+    response_description="The completed task, and the tasks now leased to the worker (maybe none).",
+    responses=errors(
+        worker=True,
+        body=True,
+        status_404=NO_TASK,
+        status_409=(
+            STALE + " Or the task is no longer running (pruned, cancelled, failed).",
+            STALE_EXAMPLE,
+        ),
+    ),
+    openapi_extra=extra(invalid=LEASE_BODY, examples=examples.COMPLETE_AND_CLAIM),
+)
+async def complete_and_claim(
+    task_id: TaskId,
+    body: CompleteAndClaimRequest,
+    database: DatabaseDep,
+    metrics: MetricsDep,
+    caller: CallerWorker,
+) -> CompleteAndClaimAnswer:
+    store.check_claimant(caller, body.claim.worker_id)  # before anything is recorded
+    task = await complete(task_id, body, database, metrics, caller)
+    claimed = await database.run(_claim_next, body.claim, caller)
+    metrics.claims.inc(len(claimed))
+    return CompleteAndClaimAnswer(task=task, next=claimed)
+
+
+def _claim_next(engine: Engine, claim: NextClaim, caller: int | None) -> list[ClaimedTask]:
+    """The claim after a committed completion: what fits now, or nothing. Its refusals (a
+    worker without a free slot or without a registration) must not turn the recorded
+    completion into an error the worker would retry: its next `/claim` says why."""
+    try:
+        found = _claim_once(engine, claim, claim.max_tasks, caller)
+    except (ConflictError, NotFoundError):
+        return []
+    return [] if isinstance(found, store.Miss) else found
 
 
 @router.post(

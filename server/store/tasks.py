@@ -80,40 +80,76 @@ def claim(
     labels: dict[str, str] | None,
     caller: int | None = None,
     wait_seconds: float | None = None,
-) -> Claim | Miss:
-    """Lease the best-fitting pending task to the worker; on a miss, say whether pending work
-    was left for other workers. `caller`: the worker the credential names (None: admin or auth
-    off), which must be the one claiming."""
-    _check_caller(caller, worker_id, "claim as")
+    max_tasks: int = 1,
+) -> list[Claim] | Miss:
+    """Lease up to `max_tasks` of the best-fitting pending tasks to the worker, in one unit, each
+    picked as a claim of one would pick it; on a miss, say whether pending work was left for
+    other workers. A worker that declared its slots gets no more than its free ones (409 when it
+    has none). `caller`: the worker the credential names (None: admin or auth off), which must be
+    the one claiming."""
+    check_claimant(caller, worker_id)
     with unit(engine) as connection:
         touch = {"worker_id": worker_id, "b_poll": wait_seconds}
         worker = connection.execute(S.TOUCH_POLLING_WORKER, touch).first()
         if worker is None:
             raise NotFoundError(f"worker {worker_id} not registered")
-        _check_slots(connection, worker_id, worker.resources or {})
+        room = _room(connection, worker_id, worker.resources or {}, max_tasks)
         gpus, memory = _free_resources(worker.resources or {}, free_gpus, free_gpu_memory_mb)
         wanted = (worker.labels or {}) if labels is None else labels
-        order, unfit = _claim_order(connection, gpus=gpus, memory=memory, labels=wanted)
-        for experiment in order:
-            task = _claim_in(connection, experiment.id, worker_id)
-            if task is not None:
-                return Claim(
-                    task=task, spec=experiment.spec, lease_seconds=experiment.lease_seconds
-                )
-        return Miss(unfit=unfit)
+        queues, unfit = _queues(connection, gpus=gpus, memory=memory, labels=wanted)
+        claims = _claim_up_to(connection, queues, worker_id, room)
+        return claims or Miss(unfit=unfit)
 
 
-def _check_slots(connection: Connection, worker_id: int, resources: dict[str, Any]) -> None:
-    """A worker that declared its slots holds at most that many leases (409 beyond): a stolen
-    token cannot hoard an experiment's tasks through one registration."""
+def _room(connection: Connection, worker_id: int, resources: dict[str, Any], wanted: int) -> int:
+    """How many leases this claim may add: `wanted`, capped by the worker's declared slots less
+    the leases it holds (409 when it holds them all): a stolen token cannot hoard an
+    experiment's tasks through one registration."""
     slots = resources.get("slots") or 0
     if not slots:
-        return
+        return wanted
     held = connection.execute(S.RUNNING_ON_WORKER, {"worker_id": worker_id}).scalar_one()
     if held >= slots:
         raise ConflictError(
             f"worker {worker_id} already holds {held} running tasks, its declared slots"
         )
+    return min(wanted, slots - held)
+
+
+@dataclass
+class _Queue:
+    """A running experiment's pending work as a claim sees it; `running` and `pending` follow
+    the claim's own picks."""
+
+    experiment: Row
+    running: int
+    pending: int
+
+    def rank(self) -> tuple[int, int, int]:
+        """Priority, then fair share (fewest running tasks), then the older experiment."""
+        return (-self.experiment.priority, self.running, self.experiment.id)
+
+
+def _claim_up_to(
+    connection: Connection, queues: list[_Queue], worker_id: int, room: int
+) -> list[Claim]:
+    """Up to `room` tasks, each from the best-ranked queue at the time of its pick (fair share
+    is recounted after every pick, so a batch spreads over experiments as single claims would),
+    and their "claimed" events as one multi-row INSERT."""
+    claims: list[Claim] = []
+    while len(claims) < room and queues:
+        best = min(queues, key=_Queue.rank)
+        task = _claim_in(connection, best.experiment.id, worker_id)
+        best.running, best.pending = best.running + 1, best.pending - 1
+        if task is None or best.pending <= 0:
+            queues.remove(best)  # drained (or its tasks were taken meanwhile, or avoid us)
+        if task is not None:
+            spec, lease = best.experiment.spec, best.experiment.lease_seconds
+            claims.append(Claim(task=task, spec=spec, lease_seconds=lease))
+    if claims:
+        events = [_event_params(claimed.task, EventKind.CLAIMED) for claimed in claims]
+        connection.execute(S.ADD_EVENT, events)
+    return claims
 
 
 def _claim_in(connection: Connection, experiment_id: int, worker_id: int) -> Row | None:
@@ -122,31 +158,27 @@ def _claim_in(connection: Connection, experiment_id: int, worker_id: int) -> Row
         "b_worker_id": worker_id,
         "b_lease_token": secrets.token_urlsafe(24),
     }
-    task = connection.execute(S.CLAIM, params).first()
-    if task is not None:
-        _event(connection, task, EventKind.CLAIMED)
-    return task
+    return connection.execute(S.CLAIM, params).first()
 
 
-def _claim_order(
+def _queues(
     connection: Connection, *, gpus: int, memory: int, labels: dict[str, str]
-) -> tuple[list[Row], bool]:
-    """Running experiments with pending tasks this worker can run, best first; and whether
-    some running experiment has pending tasks it cannot run.
+) -> tuple[list[_Queue], bool]:
+    """Running experiments with pending tasks this worker can run; and whether some running
+    experiment has pending tasks it cannot run.
 
-    Order: priority, then fair share (fewest running tasks), then the older experiment. Done in
-    Python over a handful of rows: the alternative, ranking every pending task in SQL, costs a
-    sort of the whole queue per claim.
+    Ranked in Python over a handful of rows (`_Queue.rank`): the alternative, ranking every
+    pending task in SQL, costs a sort of the whole queue per claim.
     """
     load = {(e, state): int(n) for e, state, n in connection.execute(S.IN_FLIGHT_COUNTS)}
     running = connection.execute(S.RUNNING_EXPERIMENTS)
     with_pending = [e for e in running if load.get((e.id, TaskState.PENDING), 0) > 0]
     fitting = [e for e in with_pending if _fits(e, gpus, memory, labels)]
-    ordered = sorted(
-        fitting,
-        key=lambda e: (-e.priority, load.get((e.id, TaskState.RUNNING), 0), e.id),
-    )
-    return ordered, len(fitting) < len(with_pending)
+    queues = [
+        _Queue(e, load.get((e.id, TaskState.RUNNING), 0), load[(e.id, TaskState.PENDING)])
+        for e in fitting
+    ]
+    return queues, len(fitting) < len(with_pending)
 
 
 def _fits(experiment: Row, gpus: int, memory: int, labels: dict[str, str]) -> bool:
@@ -254,6 +286,11 @@ def lock_task(
     holder = locked.avoid_worker_id if released else locked.worker_id
     _check_caller(caller, holder, "report the lease of")
     return locked
+
+
+def check_claimant(caller: int | None, worker_id: int) -> None:
+    """403 unless the credential names the claiming worker (None: admin or auth off)."""
+    _check_caller(caller, worker_id, "claim as")
 
 
 def _check_caller(caller: int | None, worker_id: int | None, action: str) -> None:
@@ -415,10 +452,20 @@ def _event(
     connection: Connection, task: Row, kind: EventKind, detail: dict[str, Any] | None = None
 ) -> None:
     """Record `kind` for the task as it stood when locked or claimed (its attempt and worker)."""
-    params = S.event_params(
-        task.id, task.experiment_id, kind, attempt=task.attempt, worker_id=task.worker_id
+    connection.execute(S.ADD_EVENT, _event_params(task, kind, detail))
+
+
+def _event_params(
+    task: Row, kind: EventKind, detail: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return S.event_params(
+        task.id,
+        task.experiment_id,
+        kind,
+        attempt=task.attempt,
+        worker_id=task.worker_id,
+        detail=detail,
     )
-    connection.execute(S.ADD_EVENT, {**params, "detail": detail or {}})
 
 
 def _refill_due(connection: Connection, locked: Row, *, failed: bool = False) -> bool:

@@ -55,10 +55,14 @@ CONTRACT = {
     ("post", "/v1/tasks/{task_id}/heartbeat"): "tasks-heartbeat",
     ("post", "/v1/tasks/{task_id}/complete"): "tasks-complete",
     ("post", "/v1/tasks/{task_id}/fail"): "tasks-fail",
+    # Issue 14, additions: batched claims and claim-on-complete.
+    ("post", "/v1/tasks/claim-batch"): "tasks-claim_batch",
+    ("post", "/v1/tasks/{task_id}/complete-and-claim"): "tasks-complete_and_claim",
 }
 ADMIN = {operation_id for operation_id in CONTRACT.values() if operation_id.startswith("exp")}
 ADMIN.add("workers-list")
 WORKER = {"workers-register", "tasks-claim", "tasks-heartbeat", "tasks-complete", "tasks-fail"}
+WORKER |= {"tasks-claim_batch", "tasks-complete_and_claim"}
 
 
 def test_paths_and_operation_ids_are_the_contract() -> None:
@@ -218,6 +222,18 @@ def test_every_request_example_is_accepted(make_client: Callable[..., TestClient
         body = _substitute(example["value"], task["lease_token"])
         answer = client.post(f"/v1/tasks/{task['id']}/{route}", json=body)
         assert answer.status_code == 200, (name, answer.text)
+    for name, example in examples.CLAIM_BATCH.items():
+        body = {**example["value"], "worker_id": worker_ids[0], "wait_seconds": 0}
+        answer = client.post("/v1/tasks/claim-batch", json=body)
+        assert answer.status_code == 200, (name, answer.text)
+        assert 1 <= len(answer.json()["data"]) <= body["max_tasks"]
+    for name, example in examples.COMPLETE_AND_CLAIM.items():
+        task = claimed.pop()
+        body = _substitute(example["value"], task["lease_token"])
+        body["claim"]["worker_id"] = worker_ids[0]
+        answer = client.post(f"/v1/tasks/{task['id']}/complete-and-claim", json=body)
+        assert answer.status_code == 200, (name, answer.text)
+        assert answer.json()["task"]["state"] == "completed"
     for name, example in examples.FAIL.items():
         task = claimed.pop()
         body = _substitute(example["value"], task["lease_token"])
