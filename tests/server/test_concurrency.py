@@ -107,7 +107,8 @@ def _drain(engine: sa.Engine, worker_id: int, deadline: Deadline) -> list[int]:
 
 
 def _claim(engine: sa.Engine, worker_id: int) -> store.Claim | store.Miss:
-    return store.claim(engine, worker_id=worker_id, free_gpus=0, free_gpu_memory_mb=0, labels={})
+    found = store.claim(engine, worker_id=worker_id, free_gpus=0, free_gpu_memory_mb=0, labels={})
+    return found if isinstance(found, store.Miss) else found[0]  # a batch of one
 
 
 @pytest.mark.postgres
