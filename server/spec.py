@@ -12,11 +12,15 @@ from morphml.optimizers import Optimizer, make_optimizer
 from morphml.optimizers.pruners import Pruner, make_pruner
 from morphml.space import space_from_dict
 from morphml.space.limits import SpaceLimits, check_space_limits
+from server.blas import one_blas_thread
 from server.errors import InvalidSpecError
 
 
 def build_optimizer(spec: dict[str, Any]) -> Optimizer:
-    """The experiment's optimizer, fresh; library errors name the offending spec field."""
+    """The experiment's optimizer, fresh; library errors name the offending spec field. Every
+    optimizer the server runs is built here, on the thread that then runs it: its numpy gets one
+    BLAS thread."""
+    one_blas_thread()
     space = space_from_dict(spec["search_space"])
     optimizer = spec["optimizer"]
     return make_optimizer(
