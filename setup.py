@@ -19,5 +19,6 @@ setup(
         f"{MIGRATIONS}.versions",
     ],
     package_dir={MIGRATIONS: "alembic"},
-    package_data={MIGRATIONS: ["script.py.mako"]},
+    # The dashboard's pages, scripts and styles (server/ui/static) ship with the server.
+    package_data={MIGRATIONS: ["script.py.mako"], "server.ui": ["static/*"]},
 )

@@ -34,6 +34,7 @@ from server.limits import BodySizeLimit
 from server.metrics import RequestLatency, ServerMetrics
 from server.migrations import upgrade_to_head
 from server.reaper import reap_until
+from server.ui import router as dashboard_router
 from server.wakeup import listen_forever, waker_for
 
 log = logging.getLogger("morphml.server")
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = ServerMetrics(engine)
     app.include_router(api_router)
     app.include_router(docs.router)
+    app.include_router(dashboard_router)  # the web dashboard at /ui
     app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")
     _add_error_handlers(app)
     app.add_middleware(RequestLatency, metrics=app.state.metrics)
