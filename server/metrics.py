@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.experiments import all_task_counts
+from server.queue_metrics import QueueCollector
 
 
 class TaskStateCollector(Collector):
@@ -53,6 +54,7 @@ class ServerMetrics:
         # The hot path's labelled children, resolved once (`labels()` costs a lock and a lookup).
         self.completed = self.outcomes.labels(outcome="completed")
         self.registry.register(TaskStateCollector(engine))
+        self.registry.register(QueueCollector(engine))  # what an autoscaler scales on
 
 
 class RequestLatency:
