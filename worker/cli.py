@@ -43,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--grace-seconds", type=float, help="on SIGTERM, time running tasks get (default 20)")
     add("--poll-seconds", type=int, help="long-poll wait of each claim, 0..60 (default 20)")
     add("--task-timeout-seconds", type=float, help="fail a task that runs longer (default none)")
+    add(
+        "--max-tasks-per-process",
+        type=int,
+        help="tasks each slot's warm evaluation process runs before a fresh one replaces it "
+        "(default 1000; 1: a fresh process per task)",
+    )
+    add(
+        "--max-process-memory-mb",
+        type=int,
+        help="replace an evaluation process whose memory exceeds this after a task "
+        "(default: the machine's memory divided by the slots)",
+    )
     add("--log-level", help="DEBUG, INFO (default), WARNING")
     return parser
 

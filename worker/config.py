@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.runner import DEFAULT_MAX_TASKS
+
 
 def default_work_dir() -> Path:
     """Somewhere that survives a restart: the outbox of unacknowledged results lives there."""
@@ -35,6 +37,14 @@ class WorkerSettings(BaseSettings):
     grace_seconds: float = Field(20.0, ge=0)
     poll_seconds: int = Field(20, ge=0, le=60, description="long-poll wait of each claim")
     task_timeout_seconds: float | None = Field(None, gt=0)
+    max_tasks_per_process: int = Field(
+        DEFAULT_MAX_TASKS,
+        ge=1,
+        description="tasks a slot's evaluation process runs before a fresh one replaces it",
+    )
+    max_process_memory_mb: int | None = Field(
+        None, ge=1, description="replace an evaluation process above this (default: slot's share)"
+    )
     log_level: str = "INFO"
 
     @field_validator("labels", mode="before")

@@ -22,10 +22,14 @@ from pydantic import BaseModel, ValidationError
 
 from morphml.wire import (
     WORKER_CREDENTIAL_HEADER,
+    BatchClaimRequest,
     ClaimedTask,
+    ClaimedTasks,
     ClaimRequest,
+    CompleteAndClaimAnswer,
     HeartbeatAnswer,
     HeartbeatRequest,
+    NextClaim,
     WorkerCreate,
     WorkerPublic,
     first_problem,
@@ -46,6 +50,15 @@ Answer = TypeVar("Answer", bound=BaseModel)
 
 class LeaseLost(Exception):
     """The server no longer honours this lease: 409 (stale token) or 404 (unknown task)."""
+
+    def __init__(self, text: str, detail: str = "") -> None:
+        super().__init__(text)
+        self.detail = detail
+
+    @property
+    def no_such_route(self) -> bool:
+        """The framework's own 404: a server older than this agent, without the endpoint."""
+        return self.detail == "Not Found"
 
 
 class ApiError(Exception):
@@ -110,6 +123,9 @@ class ServerApi:
         # This worker's own credential from registration: every later call carries it, and a
         # server with tokens binds claims and results to the worker it was issued to.
         self.credential: str | None = None
+        # Off once the server turns out not to have these endpoints (an older version).
+        self.batch_claims = True
+        self.claim_on_complete = True
 
     def register(self, body: WorkerCreate, *, stop: threading.Event) -> int:
         """The worker id the server assigned (its credential is kept for the later calls)."""
@@ -125,6 +141,25 @@ class ServerApi:
             return None
         return _parse(ClaimedTask, response)
 
+    def claim_batch(self, body: BatchClaimRequest, *, stop: threading.Event) -> list[ClaimedTask]:
+        """Up to `body.max_tasks` tasks (none when nothing fitting came within the wait); one at
+        a time from a server without `/claim-batch`."""
+        if not self.batch_claims:
+            task = self.claim(ClaimRequest(**body.model_dump(exclude={"max_tasks"})), stop=stop)
+            return [task] if task is not None else []
+        timeout = httpx.Timeout(10.0, read=body.wait_seconds + CLAIM_READ_SLACK_SECONDS)
+        try:
+            response = self._post("/v1/tasks/claim-batch", body, stop=stop, timeout=timeout)
+        except LeaseLost as exc:
+            if not exc.no_such_route:
+                raise
+            log.info("the server has no batch claims: claiming one task at a time")
+            self.batch_claims = False
+            return self.claim_batch(body, stop=stop)
+        if response.status_code == 204:
+            return []
+        return _parse(ClaimedTasks, response).data
+
     def heartbeat(
         self, task_id: int, body: HeartbeatRequest, *, deadline: float
     ) -> HeartbeatAnswer:
@@ -139,8 +174,11 @@ class ServerApi:
         *,
         deadline: float,
         credential: str | None = None,
-    ) -> None:
-        """POST /complete or /fail; idempotent on the server by lease token.
+        claim: NextClaim | None = None,
+    ) -> list[ClaimedTask]:
+        """POST /complete or /fail; idempotent on the server by lease token. With `claim`, a
+        completion also claims the slot's next task(s) in the same request (`/complete-and-claim`),
+        which are returned; a server without that endpoint gets a plain /complete.
 
         `body` is a `CompleteRequest` or `FailRequest` as JSON: the outbox keeps it on disk, with
         the `credential` of the worker that held the lease (an agent restarted since registered
@@ -148,8 +186,25 @@ class ServerApi:
         """
         if outcome not in ("complete", "fail"):
             raise ValueError(f"unknown report {outcome!r}")
-        path = f"/v1/tasks/{int(task_id)}/{outcome}"
-        self._post(path, body, deadline=deadline, credential=credential)
+        base = f"/v1/tasks/{int(task_id)}"
+        if claim is not None and outcome == "complete" and self.claim_on_complete:
+            with_claim = {**body, "claim": claim.model_dump(mode="json")}
+            try:
+                response = self._post(
+                    f"{base}/complete-and-claim",
+                    with_claim,
+                    deadline=deadline,
+                    credential=credential,
+                )
+            except LeaseLost as exc:
+                if not exc.no_such_route:
+                    raise
+                log.info("the server has no claim-on-complete: completing and claiming apart")
+                self.claim_on_complete = False
+            else:
+                return _parse(CompleteAndClaimAnswer, response).next
+        self._post(f"{base}/{outcome}", body, deadline=deadline, credential=credential)
+        return []
 
     def _post(
         self,
@@ -217,7 +272,8 @@ class ServerApi:
         if response.status_code >= 500 or response.status_code == 429:
             return Problem(f"HTTP {response.status_code}")
         if response.status_code in (404, 409):
-            raise LeaseLost(f"POST {path}: HTTP {response.status_code}: {_detail(response)}")
+            detail = _detail(response)
+            raise LeaseLost(f"POST {path}: HTTP {response.status_code}: {detail}", detail)
         if response.status_code >= 400:
             raise ApiError(response.status_code, _detail(response))
         return response

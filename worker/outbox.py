@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from morphml.wire import CompleteRequest, FailRequest, first_problem
+from morphml.wire import ClaimedTask, CompleteRequest, FailRequest, NextClaim, first_problem
 from worker import disk
 from worker.http import ApiError, LeaseLost, ReportKind, ServerApi, Unreachable
 
@@ -37,6 +37,15 @@ log = logging.getLogger("morphml.worker")
 
 # FailRequest.error's bound; a longer error would be refused whole rather than cut.
 MAX_ERROR_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What posting a result came to: `final` (acknowledged, or dropped for good) or kept for a
+    later try; `claimed`, the tasks a claim-on-complete got for the slot."""
+
+    final: bool
+    claimed: list[ClaimedTask] = field(default_factory=list)
 
 
 class FailReport(FailRequest):
@@ -198,17 +207,22 @@ class Outbox:
         """Every result not yet acknowledged, oldest first; unreadable files are set aside."""
         return list(self._entries())
 
-    def deliver(self, api: ServerApi, result: Result, *, deadline: float) -> bool:
-        """Post one result; True once it is final (acknowledged, dropped or set aside)."""
+    def deliver(
+        self, api: ServerApi, result: Result, *, deadline: float, claim: NextClaim | None = None
+    ) -> Delivery:
+        """Post one result (with `claim`: and claim the slot's next tasks in the same request);
+        `final` once it is acknowledged, dropped or set aside."""
         try:
-            api.report(
+            claimed = api.report(
                 result.task_id,
                 result.outcome,
                 result.body,
                 deadline=deadline,
                 credential=result.credential,
+                claim=claim,
             )
         except LeaseLost as exc:
+            claimed = []
             log.warning(
                 "task %s: result dropped: the server no longer accepts it under this lease (%s). "
                 "The lease was lost before the result got through (the server was unreachable "
@@ -217,6 +231,7 @@ class Outbox:
                 result.task_id, exc,
             )  # fmt: skip
         except ApiError as exc:
+            claimed = []
             # Keeping a result the server rejects as invalid would block the outbox forever.
             log.error(
                 "task %s: the server rejected the result, discarding it: %s%s",
@@ -224,15 +239,15 @@ class Outbox:
             )  # fmt: skip
         except Unreachable as exc:
             log.warning("task %s: result kept for later: %s", result.task_id, exc)
-            return False
+            return Delivery(final=False)
         except (ValueError, TypeError) as exc:  # cannot be encoded; `from_json` should prevent it
             path = result.source or self.directory / result.name
             self._set_aside(path, f"cannot be sent: {exc}", result.error)
             with self._lock:
                 self._unsaved.pop(result.name, None)
-            return True
+            return Delivery(final=True)
         self.remove(result)
-        return True
+        return Delivery(final=True, claimed=claimed)
 
     def flush(self, api: ServerApi, *, interrupt: threading.Event) -> None:
         """Post every pending result, oldest first, one at a time, until one does not get
@@ -242,7 +257,7 @@ class Outbox:
         try:
             for result in self._entries():
                 deadline = time.monotonic() + 10
-                if interrupt.is_set() or not self.deliver(api, result, deadline=deadline):
+                if interrupt.is_set() or not self.deliver(api, result, deadline=deadline).final:
                     return
                 log.info("task %s: redelivered %s from the outbox", result.task_id, result.outcome)
         finally:

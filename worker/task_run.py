@@ -24,24 +24,29 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from morphml.wire import ClaimedTask, HeartbeatRequest, first_problem
+from morphml.wire import ClaimedTask, HeartbeatRequest, NextClaim, first_problem
+from worker.claims import Handed
 from worker.config import WorkerSettings
 from worker.health import Health
 from worker.http import ApiError, LeaseLost, ServerApi, Unreachable
 from worker.outbox import Outbox, Result, clean_text
 from worker.resources import Gpu
-from worker.runner import ChildProcess, Evaluation, Outcome
+from worker.runner import Evaluation, Outcome, start_fresh
+from worker.timings import Overheads
 
 log = logging.getLogger("morphml.worker")
 
 StartEvaluation = Callable[[Path, dict[str, Any], dict[str, str]], Evaluation]
+# The claim a completion carries for its slot's next task; None: complete without claiming.
+NextClaimFor = Callable[["Slot"], NextClaim | None]
 # Keys of an evaluator's report that travel as heartbeat fields rather than as metrics.
 REPORT_FIELDS = ("progress", "step")
 DELIVERY_SECONDS = 30.0
 
 
 def start_child(task_dir: Path, spec: dict[str, Any], env: dict[str, str]) -> Evaluation:
-    return ChildProcess(task_dir, spec, env).start()
+    """A fresh process for one task (tests; the agent keeps a warm one per slot)."""
+    return start_fresh(task_dir, spec, env)
 
 
 @dataclass(frozen=True)
@@ -109,17 +114,26 @@ class RunContext:
     poll_interval: float
     min_heartbeat_gap: float
     delivery_seconds: float
+    overheads: Overheads
+    next_claim: NextClaimFor
 
 
 class TaskRun:
     """One claimed task on one slot, from its child's start to its reported result."""
 
-    def __init__(self, task: ClaimedTask, slot: Slot, context: RunContext) -> None:
-        self.task = task
+    def __init__(self, handed: Handed, slot: Slot, context: RunContext) -> None:
+        self.task = handed.task
         self.slot = slot
         self.context = context
         self.started = False  # the child started
         self.failed_here = False  # a local failure (disk, process start) happened on the way
+        # Agent overhead: claim answered -> evaluation handed over, result in hand -> posted.
+        self.received = handed.received
+        self.handed_over: float | None = None
+        self.result_at: float | None = None
+        # The slot's next tasks, when the completion claimed them (claim-on-complete).
+        self.next_tasks: list[ClaimedTask] = []
+        self.next_received = 0.0
 
     def run(self) -> Outcome:
         """Evaluate, report, log one line; the outcome is returned for the caller's interest."""
@@ -163,9 +177,12 @@ class TaskRun:
             self._failed_here(f"task {task.id}: {error}", exc)
             return Outcome(error=error, retryable=True, environment=True)
         self.started = True
+        self.handed_over = time.monotonic()
         context.running.add(task.id, evaluation)
         try:
-            return self._supervise(evaluation)
+            outcome = self._supervise(evaluation)
+            self.result_at = time.monotonic()
+            return outcome
         finally:
             evaluation.stop()
             context.running.remove(task.id)
@@ -201,7 +218,8 @@ class TaskRun:
                 if dropped is not None:
                     return Outcome(dropped=dropped)
                 last_beat = now
-            shutdown.aborting.wait(self.context.poll_interval)
+            # Wakes as soon as the child answers (an abort kills it, which wakes us too).
+            evaluation.wait(self.context.poll_interval)
 
     def _check_machine(self, outcome: Outcome) -> Outcome:
         """A child that failed retryably may have met a full or read-only disk (it could not
@@ -280,7 +298,15 @@ class TaskRun:
         if shutdown.stopping.is_set():
             # Shutting down: the result is safe on disk, so do not hold the exit for long.
             deadline = min(deadline, max(shutdown.grace_deadline, time.monotonic()) + 5)
-        context.outbox.deliver(context.api, result, deadline=deadline)
+        claim = context.next_claim(self.slot) if result.outcome == "complete" else None
+        self._count_overhead()
+        delivery = context.outbox.deliver(context.api, result, deadline=deadline, claim=claim)
+        self.next_tasks, self.next_received = delivery.claimed, time.monotonic()
+
+    def _count_overhead(self) -> None:
+        if self.handed_over is not None and self.result_at is not None:
+            before = self.handed_over - self.received
+            self.context.overheads.add(before + time.monotonic() - self.result_at)
 
     def _result(self, outcome: Outcome) -> Result:
         task, token = self.task, self.task.lease_token

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 from morphml.architecture import Architecture
@@ -22,6 +23,15 @@ ALLOW_ENV = "MORPHML_ALLOW"
 def evaluate(
     architecture: Architecture, budget: float | None, params: dict[str, Any], report: Report
 ) -> dict[str, float]:
+    function = resolve_function(params)
+    user_params = {k: v for k, v in params.items() if k != "function"}
+    result: dict[str, float] = function(architecture, budget, user_params, report)
+    return result
+
+
+def resolve_function(params: dict[str, Any]) -> Callable[..., Any]:
+    """The user's function, its module imported (once per process: a warm evaluation process
+    keeps it, and whatever it holds at module level, from one task to the next)."""
     target: str = parse_params("python", params)["function"]
     module_name, _, function_name = target.partition(":")
     allowed = allow_list()
@@ -30,12 +40,12 @@ def evaluate(
             f"evaluator.params.function: module {module_name!r} is not on this worker's allow-list "
             f"({', '.join(allowed) or 'empty'}); start the worker with --allow {module_name}"
         )
-    function = getattr(importlib.import_module(module_name), function_name, None)
+    function: Callable[..., Any] | None = getattr(
+        importlib.import_module(module_name), function_name, None
+    )
     if not callable(function):
         raise EvaluatorError(f"evaluator.params.function: {target!r} is not a callable")
-    user_params = {k: v for k, v in params.items() if k != "function"}
-    result: dict[str, float] = function(architecture, budget, user_params, report)
-    return result
+    return function
 
 
 def allow_list() -> list[str]:

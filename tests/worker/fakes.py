@@ -61,9 +61,24 @@ def heartbeat_answer(action: str = "continue", reason: str | None = None) -> dic
     return {"action": action, "reason": reason, "lease_expires_at": expires}
 
 
+def task_answer(task_id: int) -> dict[str, Any]:
+    """What POST /v1/tasks/{id}/complete answers (a `TaskPublic`)."""
+    return {
+        "id": task_id, "experiment_id": 7, "state": "completed", "candidate": {},
+        "candidate_key": "k", "budget": None, "attempt": 1, "max_attempts": 3, "worker_id": 1,
+        "progress": None, "step": None, "metrics": {}, "intermediate": {}, "error": None,
+        "lease_expires_at": None, "created_at": "2026-01-01T00:00:00Z", "claimed_at": None,
+        "finished_at": None,
+    }  # fmt: skip
+
+
 @dataclass
 class FakeServer:
-    """Hands out `tasks` one by one and records every call; `script[path]` overrides replies."""
+    """Hands out `tasks` one by one and records every call; `script[path]` overrides replies.
+
+    `modern`: it has `/claim-batch` and `/complete-and-claim`; else it is an older server that
+    answers them with the framework's 404, and the agent falls back to `/claim` and `/complete`.
+    """
 
     tasks: list[dict[str, Any]] = field(default_factory=list)
     script: dict[str, list[Reply]] = field(default_factory=dict)
@@ -71,6 +86,7 @@ class FakeServer:
     heartbeat_action: str = "continue"
     lock: threading.Lock = field(default_factory=threading.Lock)
     worker_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    modern: bool = False
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -83,9 +99,11 @@ class FakeServer:
             raise reply
         if callable(reply):
             return reply(request)
-        return reply if reply is not None else self._default(path)
+        return reply if reply is not None else self._default(path, body)
 
-    def _default(self, path: str) -> httpx.Response:
+    def _default(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        if path.endswith(("/claim-batch", "/complete-and-claim")):
+            return self._modern(path, body)
         if path == "/v1/workers":
             return httpx.Response(201, json=worker_answer(next(self.worker_ids)))
         if path == "/v1/tasks/claim":
@@ -95,6 +113,21 @@ class FakeServer:
         if path.endswith("/heartbeat"):
             return httpx.Response(200, json=heartbeat_answer(self.heartbeat_action, "pruned"))
         return httpx.Response(200, json={})
+
+    def _modern(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        if not self.modern:
+            return httpx.Response(404, json={"detail": "Not Found"})
+        if path.endswith("/claim-batch"):
+            tasks = self._pop(body["max_tasks"])
+            return httpx.Response(200, json={"data": tasks}) if tasks else httpx.Response(204)
+        task_id = int(path.split("/")[-2])
+        tasks = self._pop(body["claim"].get("max_tasks", 1))
+        return httpx.Response(200, json={"task": task_answer(task_id), "next": tasks})
+
+    def _pop(self, count: int) -> list[dict[str, Any]]:
+        with self.lock:
+            taken, self.tasks = self.tasks[:count], self.tasks[count:]
+        return taken
 
     def bodies(self, suffix: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -120,6 +153,10 @@ class FakeEvaluation:
         if self.stopped:
             return Outcome(error="stopped", retryable=True)
         return self.outcome if time.monotonic() - self.started >= self.seconds else None
+
+    def wait(self, timeout: float) -> None:
+        left = self.seconds - (time.monotonic() - self.started)
+        time.sleep(max(0.0, min(timeout, left)) if not self.stopped else 0.0)
 
     def read_reports(self) -> list[dict[str, float]]:
         due = len(self.reports)

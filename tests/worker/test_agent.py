@@ -338,7 +338,8 @@ def test_an_outbox_entry_naming_another_endpoint_is_set_aside_unposted(tmp_path:
     run = AgentThread(make_agent(server, tmp_path))
     wait_for(lambda: server.bodies("/v1/tasks/claim"))
     run.stop()
-    assert {path for _, path, _ in server.calls} == {"/v1/workers", "/v1/tasks/claim"}
+    paths = {path for _, path, _ in server.calls}
+    assert paths == {"/v1/workers", "/v1/tasks/claim-batch", "/v1/tasks/claim"}
     assert len(server.bodies("/v1/workers")) == 1  # its registration, nothing else
     assert (outbox / "1-a.bad").exists()
 

@@ -38,3 +38,49 @@ def returns_nan(
     architecture: Any, budget: float | None, params: dict[str, Any], report: Any
 ) -> dict[str, float]:
     return {"val_accuracy": float("nan")}
+
+
+CALLS = {"count": 0}
+
+
+def counts_calls(
+    architecture: Any, budget: float | None, params: dict[str, Any], report: Any
+) -> dict[str, float]:
+    """Module state outlives a task in a warm process: the count goes up task after task."""
+    CALLS["count"] += 1
+    return {"calls": float(CALLS["count"]), "pid": float(os.getpid())}
+
+
+def draws(
+    architecture: Any, budget: float | None, params: dict[str, Any], report: Any
+) -> dict[str, float]:
+    """Numbers from every global generator, never seeded here: the worker seeds them."""
+    import random
+
+    import numpy as np
+    import torch
+
+    return {
+        "random": random.random(),
+        "numpy": float(np.random.rand()),
+        "torch": float(torch.rand(1).item()),
+        "pid": float(os.getpid()),
+    }
+
+
+def grows(
+    architecture: Any, budget: float | None, params: dict[str, Any], report: Any
+) -> dict[str, float]:
+    """Keeps 64 MiB alive at module level, as a leaking user function would."""
+    LEAK.append(bytearray(64 * 2**20))
+    return {"pid": float(os.getpid())}
+
+
+LEAK: list[bytearray] = []
+
+
+def prints(
+    architecture: Any, budget: float | None, params: dict[str, Any], report: Any
+) -> dict[str, float]:
+    print(f"hello from task {params['n']}", flush=True)
+    raise RuntimeError(f"failed task {params['n']}")
