@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -28,8 +30,9 @@ def run(trials: int, concurrency: int, storage: str, reuse: bool) -> dict[str, f
     import ray
     from ray import tune
 
-    # Its session files under `storage` (not /tmp/ray), removed with the bench's scratch dir.
-    temp = os.path.join(storage, "session")
+    # Its session files in a directory of its own (not the shared /tmp/ray), removed afterwards;
+    # a short path, since Ray's socket paths must fit in 107 bytes.
+    temp = tempfile.mkdtemp(prefix="rayb-", dir="/tmp")
     ray.init(num_cpus=concurrency, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     try:
         tuner = tune.Tuner(
@@ -47,6 +50,7 @@ def run(trials: int, concurrency: int, storage: str, reuse: bool) -> dict[str, f
         grid = tuner.fit()
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
     results = [grid[index] for index in range(len(grid))]
     done = [r.metrics for r in results if r.error is None and r.metrics and "ended" in r.metrics]
     seconds = max(m["ended"] for m in done) - min(m["started"] for m in done) if done else 0.0
