@@ -38,7 +38,7 @@ def convergence(engine: Engine, *, experiment_id: int) -> dict[str, Any]:
             )
             .order_by(TASK.finished_at, TASK.id)
         ).all()
-    stride = max(1, len(rows) // MAX_POINTS)
+    stride = max(1, -(-len(rows) // MAX_POINTS))  # ceil: MAX_POINTS at most
     points, best, best_score = [], [], None
     for index, (task_id, score) in enumerate(rows):
         improved = best_score is None or score > best_score
@@ -68,7 +68,7 @@ def pareto(engine: Engine, *, experiment_id: int) -> dict[str, Any]:
     on_front = _front(points, [o["direction"] == "maximize" for o in objectives])
     front = [[task_id, *vector] for task_id, vector in points if task_id in on_front]
     others = [[task_id, *vector] for task_id, vector in points if task_id not in on_front]
-    stride = max(1, len(others) // MAX_POINTS)
+    stride = max(1, -(-len(others) // MAX_POINTS))
     return {
         "objectives": objectives,
         "front": sorted(front, key=lambda p: p[1]),
