@@ -188,6 +188,13 @@ EVALUATOR_PARAMS: dict[str, EvaluatorParams] = {
             Param("val_size", "int", None, nullable=True, ge=1, doc="random validation subset"),
             DEVICE,
             TIMEOUT,
+            Param(
+                "data_cache",
+                "str",
+                "device",
+                choices=("device", "off"),
+                doc="keep the prepared tensors on the device for the next task of a warm process",
+            ),
         ),
     ),
     "proxy": EvaluatorParams(

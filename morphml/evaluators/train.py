@@ -5,8 +5,10 @@ Params (all optional; declared with their types and ranges in morphml.evaluators
 no budget; default 1), `optimizer` ("adam", "adamw", "sgd"), `lr` (default 1e-3 for Adam/AdamW,
 0.05 for SGD), `momentum` (SGD, 0.9), `batch_size` (64), `weight_decay` (0), `seed` (0),
 `train_size`/`val_size` (random subsets), `device` ("auto": the GPU when one is visible, else
-"cpu"), `timeout_seconds` (read by the worker agent). The budget is the number of epochs (rounded
-up).
+"cpu"), `timeout_seconds` (read by the worker agent), `data_cache` ("device", the default: the
+prepared tensors stay on the device for the next task of the worker's warm evaluation process when
+they take at most a quarter of its free memory; "off"). The budget is the number of epochs
+(rounded up).
 
 Reports `epoch`, `step`, `progress`, `val_accuracy`, `val_loss` after each epoch and returns
 `val_accuracy` (a fraction in [0, 1], like every evaluator), `val_loss`, `num_params`, `flops`,
@@ -54,6 +56,7 @@ class TrainConfig:
     val_size: int | None
     device: str
     timeout_seconds: float | None  # read by the worker agent, accepted here
+    data_cache: str
 
     @classmethod
     def from_params(cls, params: dict[str, Any], budget: float | None) -> TrainConfig:
@@ -75,11 +78,9 @@ def evaluate(
     configure_threads()
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
-    data = prepare_data(architecture, config)
+    x_train, y_train, x_val, y_val = device_data(architecture, config, device)
     model = architecture.to_module().to(device)
     optimizer = make_optimizer(model, config)
-    x_train, y_train = _tensors(data.x_train, data.y_train, device)
-    x_val, y_val = _tensors(data.x_val, data.y_val, device)
     shuffle = torch.Generator().manual_seed(config.seed)
     started = time.perf_counter()
     val_loss, val_accuracy = math.nan, math.nan
@@ -121,13 +122,51 @@ def pick_device(name: str) -> torch.device:
 def prepare_data(architecture: Architecture, config: TrainConfig) -> Dataset:
     data = load_dataset(config.dataset).subset(config.train_size, config.val_size, config.seed)
     data = data.fit_to_input(architecture.input_shape)
+    check_classes(data.num_classes, architecture, config)
+    return data
+
+
+def check_classes(classes: int, architecture: Architecture, config: TrainConfig) -> None:
     outputs = architecture.output_shape[0]
-    if data.num_classes > outputs:
+    if classes > outputs:
         raise EvaluatorError(
-            f"evaluator.params.dataset: {config.dataset!r} has {data.num_classes} classes "
+            f"evaluator.params.dataset: {config.dataset!r} has {classes} classes "
             f"but the architecture outputs {outputs}"
         )
-    return data
+
+
+# The last prepared data, on its device, for the next task of a warm process (one entry: a
+# worker's tasks nearly always share the experiment's data).
+_DEVICE_DATA: dict[tuple[Any, ...], tuple[int, tuple[torch.Tensor, ...]]] = {}
+DEVICE_CACHE_SHARE = 0.25
+
+
+def device_data(
+    architecture: Architecture, config: TrainConfig, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """x_train, y_train, x_val, y_val on `device`: from the cache when the last task prepared the
+    same ones. The tensors are only read (batches are indexed copies), so sharing them is safe."""
+    key = (config.dataset, config.train_size, config.val_size, config.seed,
+           architecture.input_shape, str(device))  # fmt: skip
+    cached = _DEVICE_DATA.get(key)
+    if cached is not None:
+        check_classes(cached[0], architecture, config)
+        return cached[1]
+    _DEVICE_DATA.clear()  # before the new copy is made: the old one may hold the GPU memory
+    data = prepare_data(architecture, config)
+    tensors = (*_tensors(data.x_train, data.y_train, device),
+               *_tensors(data.x_val, data.y_val, device))  # fmt: skip
+    if config.data_cache == "device" and _fits(tensors, device):
+        _DEVICE_DATA[key] = (data.num_classes, tensors)
+    return tensors
+
+
+def _fits(tensors: tuple[torch.Tensor, ...], device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True  # host memory: the dataset itself is cached there anyway
+    size = sum(t.element_size() * t.nelement() for t in tensors)
+    free, _ = torch.cuda.mem_get_info(device)
+    return size <= DEVICE_CACHE_SHARE * free
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
