@@ -100,7 +100,7 @@ class Agent:
         self._running = Running()
         self._next_flush = 0.0
         self.overheads = Overheads()
-        self.desk = ClaimDesk(self._claim, self.stopping)
+        self.desk = ClaimDesk(self._claim, self.stopping, len(self.slots))
         # Pause after an empty claim that came back early (poll_seconds 0, a server that does
         # not long-poll): the loop must never hammer the server.
         self.idle_pause = 1.0
@@ -245,7 +245,7 @@ class Agent:
                 self.stopping.wait(min(pause, OUTBOX_FLUSH_SECONDS))
                 return None
             asked = time.monotonic()
-            carried = self.desk.take(self._free(slot))
+            carried = self.desk.take(slot.number, self._free(slot))
             if carried is None:
                 if time.monotonic() - asked < self.idle_pause:
                     self.stopping.wait(self.idle_pause)
