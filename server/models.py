@@ -134,6 +134,9 @@ class Task(SQLModel, table=True):
         sa.Index("ix_task_state_lease", "state", "lease_expires_at"),
         # Refill: this experiment's outcomes not yet told to its optimizer.
         sa.Index("ix_task_tell_pending_experiment", "tell_pending", "experiment_id"),
+        # The dashboard's task table, sorted by value or by finishing time, a page at a time.
+        sa.Index("ix_task_experiment_score", "experiment_id", "score"),
+        sa.Index("ix_task_experiment_finished", "experiment_id", "finished_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
