@@ -111,6 +111,7 @@ def run_demo(options: DemoOptions, console: Console) -> Path:
     interrupted = False
     with local_cluster(run_dir, options.workers, slots) as url, Client(url) as client:
         console.print(f"server {url}  (Swagger UI: {url}/docs)  {options.workers} workers")
+        console.print(f"dashboard {url}/ui/  (open it in a browser while the demo runs)")
         experiment = client.create_experiment(spec)
         try:  # from here on a Ctrl-C writes what there is, wherever it lands
             console.print(f"submitted experiment {experiment.id}: {spec['name']}")

@@ -69,6 +69,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+def test_the_wheel_carries_the_dashboard(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    static = ROOT / "server" / "ui" / "static"
+    expected = {f"server/ui/static/{path.name}" for path in static.iterdir()}
+    assert expected <= names, f"missing from the wheel: {sorted(expected - names)}"
+
+
 def test_the_wheel_carries_every_migration(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())

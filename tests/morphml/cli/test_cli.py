@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,6 +182,7 @@ def test_demo_tabular_runs_server_and_workers_and_writes_outputs(tmp_path: Path)
     result = run("http://127.0.0.1:9", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "/docs" in result.stdout
+    assert re.search(r"dashboard http://127\.0\.0\.1:\d+/ui/ ", result.stdout)
     (run_dir,) = (tmp_path / "out").iterdir()
     for name in (
         "results.json",
