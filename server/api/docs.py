@@ -27,13 +27,16 @@ API_DESCRIPTION = """\
 The control plane of MorphML's distributed neural architecture search. An admin submits an
 **experiment** (a search space, an optimizer, objectives, an evaluator and a budget); the server
 asks the optimizer for candidate architectures and queues each as a **task**. `morphml-worker`
-agents register, long-poll `POST /v1/tasks/claim`, train the candidate under a **lease** (kept
-alive by heartbeats) and report the metrics back; results steer the next candidates.
+agents register, long-poll `POST /v1/tasks/claim` (or `/claim-batch`, a task per free slot),
+train the candidate under a **lease** (kept alive by heartbeats) and report the metrics back
+(`/complete`, or `/complete-and-claim`, which also hands over the slot's next task); results steer
+the next candidates.
 
 **Authentication.** `Authorization: Bearer <token>`, with the tokens the server was started with:
 `MORPHML_ADMIN_TOKEN` may call everything, `MORPHML_WORKER_TOKEN` only the worker routes
-(register, claim, heartbeat, complete, fail). Each may be a comma-separated list. A server
-started without any token has authentication off and listens on loopback only. `/healthz`,
+(register, claim, claim-batch, heartbeat, complete, complete-and-claim, fail). Each may be a
+comma-separated list. A server started without any token has authentication off and listens on
+loopback only. `/healthz`,
 `/readyz`, these docs and `/openapi.json` are public; `/metrics` is public unless
 `MORPHML_METRICS_PUBLIC=false`, then admin only.
 
@@ -60,9 +63,10 @@ TAGS = [
     },
     {
         "name": "tasks",
-        "description": "The worker protocol (worker token): claim a task by long-poll, keep its "
-        "lease with heartbeats, then complete or fail it. Every call after the claim carries the "
-        "claim's `lease_token`; a stale one gets 409 and changes nothing.",
+        "description": "The worker protocol (worker token): claim a task (or a batch, one per "
+        "free slot) by long-poll, keep its lease with heartbeats, then complete or fail it; a "
+        "complete may claim the slot's next task in the same request. Every call after the "
+        "claim carries the claim's `lease_token`; a stale one gets 409 and changes nothing.",
     },
 ]
 

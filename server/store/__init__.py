@@ -3,8 +3,8 @@
 Each transition is one unit of work (`server.db.unit`: one transaction, commit or roll back,
 announced tasks woken after the commit) on prebuilt Core statements (`sql.py`):
 
-- `tasks`: claim, heartbeat (appending metrics to `task_metric`, asking the pruner, pruning),
-  complete, fail, requeue_expired;
+- `tasks`: claim (a batch of one or more), heartbeat (appending metrics to `task_metric`, asking
+  the pruner, pruning), complete, fail, requeue_expired;
 - `experiments`: insert (with its first tasks), pause, resume, cancel;
 - `refill`: tell the optimizer its outcomes, ask, insert tasks; the only place it runs. When to
   refill is `refill_rule.plan_refill`, a pure function;
@@ -16,7 +16,8 @@ Lock order (Postgres; SQLite has one writer at a time, so it cannot deadlock):
    outcome makes due runs after its commit, in a unit of its own.
 2. A unit that changes an experiment (refill, lifecycle, insert) locks the experiment row first
    (`sql.LOCK_EXPERIMENT`), then updates its task rows.
-3. A claim locks one pending task row, skipping locked ones, and nothing else.
+3. A claim locks pending task rows (up to its batch, one statement each), skipping locked ones,
+   and waits for nothing.
 So no unit waits for an experiment row while holding a task row. FOR NO KEY UPDATE rather than
 FOR UPDATE: inserted events take KEY SHARE on the rows they reference.
 
