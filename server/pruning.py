@@ -16,12 +16,17 @@ from server.spec import build_pruner
 from server.store import intermediate
 
 
+def enabled(pruner_spec: dict[str, Any] | None) -> bool:
+    """Whether an experiment's `pruner` (its spec's field) ever stops a task."""
+    return pruner_spec is not None and bool(pruner_spec) and pruner_spec.get("name") != "none"
+
+
 def stop_reason(
     connection: Connection, *, task_id: int, experiment_id: int, spec: dict[str, Any]
 ) -> str | None:
     """Why the experiment's pruner wants the task stopped, or None to let it continue."""
     pruner_spec = spec.get("pruner")
-    if not pruner_spec or pruner_spec.get("name") == "none":
+    if pruner_spec is None or not enabled(pruner_spec):
         return None
     metric = spec["objectives"][0]["metric"]
     pruner = build_pruner(spec)

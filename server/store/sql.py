@@ -155,6 +155,16 @@ BEAT = (
     .returning(TASK.lease_expires_at, TASK.worker_id, TASK.experiment_id)
 )
 
+# A heartbeat that carries metrics: the same beat, and whether the experiment prunes (its spec's
+# `pruner`, one JSON field read in the same statement), so a beat without a pruner never reads
+# and parses the whole spec.
+_PRUNER_OF_TASK = (
+    sa.select(EXPERIMENT.spec["pruner"])
+    .where(EXPERIMENT.id == TASK.experiment_id)
+    .scalar_subquery()
+)
+BEAT_REPORTING = BEAT.returning(_PRUNER_OF_TASK.label("pruner"))
+
 TASK_STANDING = sa.select(TASK.state, TASK.lease_token).where(TASK.id == sa.bindparam("task_id"))
 
 

@@ -216,8 +216,9 @@ def heartbeat(
     """Extend the lease and record progress; with metrics, append them and ask the pruner, and
     prune the task in the same unit when it says stop. A stopped task answers stop."""
     with unit(engine) as connection:
-        params = {"task_id": task_id, "b_lease_token": lease_token}
-        row = connection.execute(S.BEAT, {**params, "b_progress": progress, "b_step": step}).first()
+        params = {"task_id": task_id, "b_lease_token": lease_token, "b_progress": progress}
+        beat = S.BEAT_REPORTING if metrics else S.BEAT
+        row = connection.execute(beat, {**params, "b_step": step}).first()
         if row is None:
             return _beat_refused(connection, task_id, lease_token)
         _check_caller(caller, row.worker_id, "heartbeat the lease of")  # rolls the beat back
@@ -227,6 +228,8 @@ def heartbeat(
         intermediate.append(
             connection, task_id=task_id, experiment_id=row.experiment_id, step=step, metrics=metrics
         )
+        if not pruning.enabled(row.pruner):  # the plain beat's cost, and one INSERT
+            return Beat(lease_expires_at=row.lease_expires_at, stop_reason=None)
         spec = connection.execute(S.EXPERIMENT_SPEC, {"experiment_id": row.experiment_id})
         reason = pruning.stop_reason(
             connection, task_id=task_id, experiment_id=row.experiment_id, spec=spec.scalar_one()
