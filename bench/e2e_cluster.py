@@ -7,6 +7,7 @@ issue 14) is parsed from their logs when present.
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import subprocess
@@ -67,15 +68,18 @@ class RunResult:
         return self.evaluations / self.seconds if self.seconds > 0 else float("nan")
 
 
-@lru_cache(maxsize=1)
-def worker_help() -> str:
+@lru_cache(maxsize=8)
+def worker_help(pythonpath: str | None) -> str:
     command = [script("morphml-worker"), "--help"]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"PYTHONPATH": pythonpath} if pythonpath else {}
+    return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
 
 
 def has_cold_flag() -> bool:
-    """Whether the agent can be told to start a fresh process per task (issue 14's warm agent)."""
-    return COLD_FLAG in worker_help()
+    """Whether the agent (of the tree on PYTHONPATH now) can be told to start a fresh process
+    per task: the warm agent of issue 14 can; the agent before it always does."""
+    return COLD_FLAG in worker_help(os.environ.get("PYTHONPATH"))
 
 
 def tabular_spec(evaluations: int, parallelism: int) -> dict[str, Any]:

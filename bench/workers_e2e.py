@@ -6,10 +6,12 @@ Usage (from the repository root):
         --rivals optuna,ray --train --json /tmp/e2e.json
     .venv/bin/python -m bench.workers_e2e --quick   # seconds; tests/bench/test_workers_e2e_smoke.py
 
-To measure a commit while others edit the working tree, run the server and agents from a copy:
+To measure commits while others edit the working tree, run the server and agents from copies,
+interleaved (before, after, Optuna, ...):
 
-    mkdir -p /tmp/t && git archive REV morphml server worker alembic | tar -x -C /tmp/t
-    .venv/bin/python -m bench.workers_e2e --tree /tmp/t ...
+    mkdir -p /tmp/b && git archive REV1 morphml server worker alembic | tar -x -C /tmp/b
+    mkdir -p /tmp/a && git archive REV2 morphml server worker alembic | tar -x -C /tmp/a
+    .venv/bin/python -m bench.workers_e2e --tree before=/tmp/b --tree after=/tmp/a ...
 
 For each repeat and set-up (W workers x S slots), interleaved: MorphML on SQLite, Optuna on a
 SQLite file, MorphML on Postgres, Optuna on the same Postgres, then Ray Tune; each measurement on
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +56,8 @@ class Plan:
     rivals: tuple[str, ...]
     train: bool
     train_evals: int
+    # (name, tree) the server and agents run from, interleaved; None: this working tree.
+    trees: tuple[tuple[str, Path | None], ...] = (("now", None),)
 
 
 FULL = Plan(
@@ -96,7 +101,7 @@ class Bench:
     def _measure(
         self, key: dict[str, Any], work: Callable[[Path], tuple[int, float, str | None]]
     ) -> None:
-        run_dir = self.scratch / f"{len(self.rows)}-{key['system']}-{key['setup']}"
+        run_dir = self.scratch / f"{len(self.rows)}-{key['system']}-{key['setup']}-{key['variant']}"
         run_dir.mkdir()
         note = machine_note(run_dir)
         n, rate, overhead = work(run_dir)
@@ -112,9 +117,10 @@ class Bench:
         self.rows.append(row)
         print(f"# {json.dumps(row)}", file=sys.stderr, flush=True)
 
-    def morphml(
-        self, repeat: int, setup: Setup, kind: str, spec: dict[str, Any], system: str
-    ) -> None:
+    def morphml(self, key: dict[str, Any], setup: Setup, spec: dict[str, Any]) -> None:
+        """`key`: system, variant, repeat, database; run from the tree on PYTHONPATH now."""
+        kind = key["database"]
+
         def work(run_dir: Path) -> tuple[int, float, str | None]:
             with database(kind, run_dir, "morphml") as url:
                 with running_server(url, run_dir / "server.log") as server:
@@ -123,8 +129,7 @@ class Bench:
             overhead = result.overhead.text() if result.overhead else None
             return result.evaluations, result.rate, overhead
 
-        key = {"system": system, "repeat": repeat, "setup": setup.name, "database": kind}
-        self._measure(key, work)
+        self._measure({**key, "setup": setup.name}, work)
 
     def optuna(self, repeat: int, setup: Setup, kind: str) -> None:
         def work(run_dir: Path) -> tuple[int, float, str | None]:
@@ -134,7 +139,14 @@ class Bench:
             return result.trials, result.rate, f"{result.errors} errors" if result.errors else None
 
         self._measure(
-            {"system": "optuna", "repeat": repeat, "setup": setup.name, "database": kind}, work
+            {
+                "system": "optuna",
+                "variant": "-",
+                "repeat": repeat,
+                "setup": setup.name,
+                "database": kind,
+            },
+            work,
         )
 
     def ray(self, repeat: int, setup: Setup, kind: str) -> None:
@@ -146,17 +158,27 @@ class Bench:
             return result.trials, result.rate, None
 
         self._measure(
-            {"system": "ray", "repeat": repeat, "setup": setup.name, "database": kind}, work
+            {
+                "system": "ray",
+                "variant": "-",
+                "repeat": repeat,
+                "setup": setup.name,
+                "database": kind,
+            },
+            work,
         )
 
 
 def tabular_round(bench: Bench, repeat: int, setup: Setup) -> None:
-    """One set-up, interleaved: MorphML then its rivals on each database; Ray beside the first
-    (it keeps its trials in memory: no database of its own)."""
+    """One set-up, interleaved: on each database MorphML from each tree, then Optuna; Ray beside
+    the first database (it keeps its trials in memory: no database of its own)."""
     plan = bench.plan
     spec = tabular_spec(plan.evals, parallelism=2 * setup.workers * setup.slots + 4)
     for index, kind in enumerate(plan.databases):
-        bench.morphml(repeat, setup, kind, spec, "morphml")
+        for name, tree in plan.trees:
+            with running_from(tree):
+                key = {"system": "morphml", "variant": name, "repeat": repeat, "database": kind}
+                bench.morphml(key, setup, spec)
         if "optuna" in plan.rivals:
             bench.optuna(repeat, setup, kind)
         if "ray" in plan.rivals and index == 0 and ray_available():
@@ -164,13 +186,18 @@ def tabular_round(bench: Bench, repeat: int, setup: Setup) -> None:
 
 
 def train_round(bench: Bench, repeat: int) -> None:
-    """MNIST `train`, 1 worker x 1 slot on SQLite: a fresh process per task (cold) and, once the
-    agent keeps warm processes (issue 14), its default (warm). Until then the agent is cold."""
+    """MNIST `train`, 1 worker x 1 slot on SQLite, from each tree: a fresh process per task
+    (cold) and, where the agent keeps warm processes (issue 14), its default (warm). The agent
+    before issue 14 is always cold."""
     spec = train_spec(bench.plan.train_evals, parallelism=2)
-    cold = Setup(1, 1, (COLD_FLAG, "1")) if has_cold_flag() else Setup(1, 1)
-    bench.morphml(repeat, cold, "sqlite", spec, "train-cold")
-    if has_cold_flag():
-        bench.morphml(repeat, Setup(1, 1), "sqlite", spec, "train-warm")
+    for name, tree in bench.plan.trees:
+        with running_from(tree):
+            key = {"variant": name, "repeat": repeat, "database": "sqlite"}
+            warm = has_cold_flag()
+            cold = Setup(1, 1, (COLD_FLAG, "1")) if warm else Setup(1, 1)
+            bench.morphml({**key, "system": "train-cold"}, cold, spec)
+            if warm:
+                bench.morphml({**key, "system": "train-warm"}, Setup(1, 1), spec)
 
 
 def run(plan: Plan, scratch: Path) -> list[Row]:
@@ -183,14 +210,30 @@ def run(plan: Plan, scratch: Path) -> list[Row]:
     return bench.rows
 
 
-def use_tree(tree: Path) -> None:
-    """Run the server, the agents and their evaluations from `tree` (first on their PYTHONPATH;
-    the editable install's finder comes after it), so that edits to the working tree during a
-    run do not change what is measured."""
+@contextmanager
+def running_from(tree: Path | None) -> Iterator[None]:
+    """Start the server, the agents and their evaluations from `tree` (first on their
+    PYTHONPATH; the editable install's finder comes after it), so that edits to the working tree
+    during a run do not change what is measured. None: this working tree."""
+    saved = os.environ.pop("PYTHONPATH", None)
+    if tree is not None:
+        os.environ["PYTHONPATH"] = str(tree.resolve())
+    try:
+        yield
+    finally:
+        os.environ.pop("PYTHONPATH", None)
+        if saved is not None:
+            os.environ["PYTHONPATH"] = saved
+
+
+def parse_tree(text: str) -> tuple[str, Path]:
+    """NAME=PATH (a bare PATH is named "tree"): a copy of morphml/ server/ worker/ alembic/."""
+    name, _, path = text.rpartition("=")
+    tree = Path(path)
     for package in ("morphml", "server", "worker", "alembic"):
         if not (tree / package).is_dir():
-            raise SystemExit(f"--tree {tree}: no {package}/ (git archive REV {package} ...)")
-    os.environ["PYTHONPATH"] = str(tree.resolve())
+            raise SystemExit(f"--tree {text}: no {package}/ (git archive REV {package} ...)")
+    return name or "tree", tree
 
 
 def parse_plan(argv: list[str] | None) -> tuple[Plan, Path | None]:
@@ -205,11 +248,12 @@ def parse_plan(argv: list[str] | None) -> tuple[Plan, Path | None]:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, SQLite, Optuna (smoke)")
     parser.add_argument("--json", type=Path, help="write the raw rows here")
     parser.add_argument(
-        "--tree", type=Path, help="run the server and agents from this tree (git archive)"
+        "--tree",
+        action="append",
+        help="NAME=PATH: run the server and agents from this copy (git archive); repeat it to "
+        "interleave trees, e.g. --tree before=/tmp/b --tree after=/tmp/a",
     )
     args = parser.parse_args(argv)
-    if args.tree is not None:
-        use_tree(args.tree)
     plan = QUICK if args.quick else FULL
     plan = replace(
         plan,
@@ -222,11 +266,17 @@ def parse_plan(argv: list[str] | None) -> tuple[Plan, Path | None]:
         rivals=tuple(args.rivals.split(",")) if args.rivals else plan.rivals,
         train=args.train or plan.train,
         train_evals=args.train_evals or plan.train_evals,
+        trees=tuple(parse_tree(t) for t in args.tree) if args.tree else plan.trees,
     )
     return plan, args.json
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM too stops the servers and agents this run started
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     plan, json_path = parse_plan(argv)
     with scratch_dir() as scratch:
         rows = run(plan, scratch)
