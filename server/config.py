@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     worker_offline_seconds: float = Field(default=120.0, gt=0)
     # Waiters are woken on every new or released task; this re-poll only bounds a lost wakeup.
     claim_repoll_seconds: float = Field(default=30.0, gt=0)
+    # On SIGTERM: /readyz answers 503 and open long-polls 204 at once, but the server keeps
+    # serving this long before it closes its port, so a load balancer's health check sees it
+    # leave first (0: close at once; Kubernetes' preStop sleep does this job there).
+    shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=120)
     metrics_public: bool = True
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     run_migrations_on_start: bool = True

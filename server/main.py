@@ -29,6 +29,7 @@ from server.api import docs
 from server.api.main import api_router
 from server.config import Settings, get_settings
 from server.db import Database, make_engine
+from server.draining import CloseConnectionsWhileStopping
 from server.errors import ConflictError, ForbiddenError, InvalidSpecError, NotFoundError
 from server.limits import BodySizeLimit
 from server.metrics import RequestLatency, ServerMetrics
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_error_handlers(app)
     app.add_middleware(RequestLatency, metrics=app.state.metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CloseConnectionsWhileStopping)
     return app
 
 
@@ -86,7 +88,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Resolved when the server starts to stop; open claim long-polls then answer 204 at once.
     stopping: asyncio.Future[None] = loop.create_future()
     app.state.stopping = stopping
-    restore_signals = _resolve_on_stop_signals(loop, stopping)
+    restore_signals = _resolve_on_stop_signals(loop, stopping, settings.shutdown_drain_seconds)
     stop = asyncio.Event()
     reaper = asyncio.create_task(reap_until(stop, engine, settings, app.state.metrics))
     background: list[asyncio.Task[None]] = []
@@ -113,7 +115,7 @@ _Handler = Callable[[int, FrameType | None], Any]
 
 
 def _resolve_on_stop_signals(
-    loop: asyncio.AbstractEventLoop, stopping: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop, stopping: asyncio.Future[None], drain_seconds: float = 0.0
 ) -> Callable[[], None]:
     """Resolve `stopping` on SIGINT/SIGTERM, before the server's own handler runs; returns the
     undo. Why: uvicorn's graceful shutdown waits for open requests before the lifespan ends, so
@@ -125,7 +127,12 @@ def _resolve_on_stop_signals(
     uvicorn is handed SIGTERM as SIGINT: it stops the same way, but afterwards re-raises the
     signal it was given, and a re-raised SIGTERM kills the process (status -15) where SIGINT
     ends it with 0, as Ctrl-C does. So `morphml-server` stopped by SIGTERM exits 0; a second
-    signal during the shutdown forces it, as a second Ctrl-C does."""
+    signal during the shutdown forces it, as a second Ctrl-C does.
+
+    With `drain_seconds`, the server's handler runs that much later: meanwhile /readyz answers
+    503 (a load balancer takes the replica out) and requests are still served, each answer
+    closing its connection so that the client's next request goes elsewhere. A second signal
+    during the drain stops at once."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     chained: dict[int, _Handler] = {}
@@ -135,13 +142,14 @@ def _resolve_on_stop_signals(
             chained[stop_signal] = handler
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        draining = drain_seconds > 0 and not stopping.done()
         loop.call_soon_threadsafe(_resolve, stopping)
         forward = chained[signum]
-        if signum == signal.SIGTERM and isinstance(
-            getattr(forward, "__self__", None), uvicorn.Server
-        ):
-            signum = signal.SIGINT
-        forward(signum, frame)
+        signum = _as_uvicorn_expects(signum, forward)
+        if draining:  # on the loop: a signal handler must not take the logging lock
+            loop.call_soon_threadsafe(_drain_then, loop, drain_seconds, forward, signum)
+        else:
+            forward(signum, frame)
 
     for chained_signal in chained:
         signal.signal(chained_signal, on_signal)
@@ -152,6 +160,21 @@ def _resolve_on_stop_signals(
                 signal.signal(chained_signal, previous)
 
     return restore
+
+
+def _drain_then(
+    loop: asyncio.AbstractEventLoop, seconds: float, forward: _Handler, signum: int
+) -> None:
+    log.info("stopping: draining for %.1f s (readiness fails, requests still served)", seconds)
+    loop.call_later(seconds, forward, signum, None)
+
+
+def _as_uvicorn_expects(signum: int, forward: _Handler) -> int:
+    """SIGTERM becomes SIGINT for uvicorn's handler (see above); any other handler gets it as
+    it came."""
+    if signum == signal.SIGTERM and isinstance(getattr(forward, "__self__", None), uvicorn.Server):
+        return signal.SIGINT
+    return signum
 
 
 def _resolve(stopping: asyncio.Future[None]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.engine import Engine
@@ -13,6 +13,7 @@ from server.api.responses import ADMIN_ONLY, UNAUTHORIZED, error, errors
 from server.auth import require_admin, role_of
 from server.db import read
 from server.deps import Credentials, DatabaseDep, MetricsDep, SettingsDep
+from server.draining import is_stopping
 
 router = APIRouter(tags=["health"])
 
@@ -37,7 +38,9 @@ async def healthz() -> dict[str, str]:
         503: error("The database does not answer", "database unavailable: OperationalError")
     },
 )
-async def readyz(database: DatabaseDep) -> dict[str, str]:
+async def readyz(request: Request, database: DatabaseDep) -> dict[str, str]:
+    if is_stopping(request.scope):  # leave the load balancer's pool before the port closes
+        raise HTTPException(status_code=503, detail="stopping")
     try:
         await database.run(_ping)
     except SQLAlchemyError as exc:
