@@ -86,7 +86,7 @@ def train_spec(name: str, evaluations: int, **overrides: Any) -> dict[str, Any]:
         "objectives": [{"metric": "val_accuracy", "direction": "maximize"}],
         "evaluator": {
             "kind": "train",
-            "params": {"dataset": "digits", "epochs": 4, "batch_size": 64, "lr": 0.01},
+            "params": {"dataset": "digits", "epochs": 6, "batch_size": 32, "lr": 0.01},
         },
         "pruner": {"name": "median", "params": {"warmup_steps": 1, "min_tasks": 3}},
         "budget": {"max_evaluations": evaluations},

@@ -93,6 +93,8 @@ export function legend(items) {
 // axes: [{name, values: [string, ...]}] (categorical) ; lines: [{task_id, value, config}]
 export function parallelCoordinates({ axes, lines, valueLabel, maximize, width = 900, height = 320 }) {
   if (!lines.length || !axes.length) return el("p", { class: "muted empty" }, "Nothing to draw yet.");
+  // A candidate without a variable (an optional layer left out) sits on the axis' "—".
+  axes = axes.map((a) => (lines.some((l) => !(a.name in l.config)) ? { ...a, values: [...a.values, "—"] } : a));
   const names = [...axes.map((a) => a.name), valueLabel];
   const values = lines.map((l) => l.value);
   const [v0, v1] = extent(values);
@@ -102,7 +104,7 @@ export function parallelCoordinates({ axes, lines, valueLabel, maximize, width =
     const usable = height - top - bottom;
     if (axisIndex === axes.length) return top + (1 - (line.value - v0) / (v1 - v0 || 1)) * usable;
     const choices = axes[axisIndex].values;
-    const at = choices.indexOf(line.config[axes[axisIndex].name] ?? "");
+    const at = Math.max(0, choices.indexOf(line.config[axes[axisIndex].name] ?? "—"));
     return top + (choices.length > 1 ? at / (choices.length - 1) : 0.5) * usable;
   };
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart parallel", role: "img" });
