@@ -1,10 +1,16 @@
 """Results kept until the server acknowledged them, so a network blip or restart loses none.
 
-A result is written (atomically, fsynced) before it is posted and deleted once the server answered
-200, or 409/404 (the lease is gone: the task was requeued or given to another worker, so this
-result is dropped). When the disk refuses it (full, read-only) the result is kept in memory and
-posted all the same: the outbox is a safety net, not a precondition. The work dir is locked so
-that two agents never share (and double-post) one outbox.
+A result is written (atomically) before it is posted and deleted once the server answered 200, or
+409/404 (the lease is gone: the task was requeued or given to another worker, so this result is
+dropped). The first write is not fsynced: it survives the agent's crash or kill -9 (the page cache
+keeps it) and costs well under a millisecond, where an fsync per task cost 10 ms and more on a
+busy disk. A result whose post does not get through is fsynced then, so one that waits for the
+server also survives a crash of the machine; a machine that dies in the milliseconds between
+the write and the server's answer loses that result, and its task runs again once its lease
+expires (never twice counted: the server takes one result per lease). When the disk refuses it
+(full, read-only) the result is kept in memory and posted all the same: the outbox is a safety
+net, not a precondition. The work dir is locked so that two agents never share (and double-post)
+one outbox.
 
 Every result is made postable when it is built or read back (`Result.complete`, `Result.fail`,
 `Result.from_json`): text that JSON or the database cannot carry (lone surrogates, e.g. from an
@@ -20,6 +26,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -176,8 +183,9 @@ class Outbox:
         self._stuck: set[str] = set()  # files done with that could not be removed or renamed
 
     def put(self, result: Result) -> None:
-        """Keep `result` on disk (fsynced) until it is acknowledged. When the disk refuses it the
-        OSError is raised and the result is kept in memory instead (lost if the agent exits)."""
+        """Keep `result` on disk until it is acknowledged (fsynced only if its post fails: `keep`).
+        When the disk refuses it the OSError is raised and the result is kept in memory instead
+        (lost if the agent exits)."""
         payload: dict[str, Any] = {
             "task_id": result.task_id,
             "outcome": result.outcome,
@@ -187,11 +195,20 @@ class Outbox:
             payload["credential"] = result.credential
         data = json.dumps(payload, allow_nan=False).encode()
         try:
-            disk.write_file(self.directory / result.name, data, sync=True)
+            disk.write_file(self.directory / result.name, data)
         except OSError:
             with self._lock:
                 self._unsaved[result.name] = result
             raise
+
+    def _sync(self, result: Result) -> None:
+        """Make a result that waits for the server durable: fsync its file, if it has one."""
+        path = result.source or self.directory / result.name
+        try:
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        except OSError:
+            pass  # in memory only (the disk refused it), or already delivered by a flush
 
     def remove(self, result: Result) -> None:
         with self._lock:
@@ -239,6 +256,7 @@ class Outbox:
             )  # fmt: skip
         except Unreachable as exc:
             log.warning("task %s: result kept for later: %s", result.task_id, exc)
+            self._sync(result)
             return Delivery(final=False)
         except (ValueError, TypeError) as exc:  # cannot be encoded; `from_json` should prevent it
             path = result.source or self.directory / result.name
