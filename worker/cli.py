@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from worker.agent import Agent
 from worker.config import WorkerSettings
+from worker.http import FailoverTransport
 from worker.resources import Machine, ResourceError, cpu_count, memory_mb, select_gpus
 
 log = logging.getLogger("morphml.worker")
@@ -32,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Every flag can also be set as MORPHML_WORKER_<FLAG> (e.g. MORPHML_WORKER_TOKEN).",
     )
     add = parser.add_argument
-    add("--server", help="control-plane URL, e.g. http://10.0.0.5:8000")
+    add(
+        "--server",
+        help="control-plane URL, e.g. http://10.0.0.5:8000; several replicas: comma-separated",
+    )
     add("--token", help="bearer token with the worker role")
     add("--name", help="worker name shown by the server (default: host name)")
     add("--gpus", help='"auto" (default), "none", or GPU indices such as "0,1"')
@@ -71,7 +75,10 @@ def load_settings(argv: list[str] | None) -> WorkerSettings:
 
 def build_client(settings: WorkerSettings) -> httpx.Client:
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
-    return httpx.Client(base_url=settings.server, headers=headers, timeout=30.0)
+    servers = settings.servers
+    # Several replicas: a transport that fails over between them (worker/http.py).
+    transport = FailoverTransport(servers) if len(servers) > 1 else None
+    return httpx.Client(base_url=servers[0], headers=headers, timeout=30.0, transport=transport)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,11 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MORPHML_WORKER_", extra="forbid")
 
-    server: str = Field(description="base URL of the control plane, e.g. http://10.0.0.5:8000")
+    # One URL, or several comma-separated (server replicas): the worker fails over between them.
+    server: str = Field(
+        description="base URL of the control plane, e.g. http://10.0.0.5:8000, or several "
+        "comma-separated replicas to fail over between"
+    )
     token: str = Field("", description="bearer token with the worker role")
     name: str = Field(default_factory=socket.gethostname)
     gpus: str = Field("auto", description='"auto", "none" or indices such as "0,1"')
@@ -62,9 +66,25 @@ class WorkerSettings(BaseSettings):
     @field_validator("server")
     @classmethod
     def _check_server(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")
+        return ",".join(parse_servers(value))
+
+    @property
+    def servers(self) -> list[str]:
+        """The server URLs, in the order given: the first is tried first."""
+        return self.server.split(",")
+
+
+def parse_servers(text: str) -> list[str]:
+    """`"http://a:8000/, http://b:8000"` -> `["http://a:8000", "http://b:8000"]`."""
+    servers = [part.strip().rstrip("/") for part in text.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("expected an http:// or https:// URL, got none")
+    for url in servers:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+    if len(set(servers)) < len(servers):
+        raise ValueError(f"a server URL is listed twice in {text!r}")
+    return servers
 
 
 def parse_labels(text: str) -> dict[str, str]:

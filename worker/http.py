@@ -288,6 +288,69 @@ class ServerApi:
         return self.interrupt.is_set()
 
 
+class FailoverTransport(httpx.BaseTransport):
+    """Several server replicas behind one client: each request goes to the current one.
+
+    A replica that refuses the connection (nothing accepted it, so the request never reached it)
+    is left at once and the same request goes to the next. Any other transport error (a reset,
+    a timeout) also moves on, for the next request: the request itself is re-sent by the caller's
+    retry, with its backoff, as for a single server. The worker then stays on the replica that
+    answers, keeping its connections warm, until that one fails. The client's base URL is the
+    first server's; requests are rewritten onto the current one's.
+    """
+
+    def __init__(self, servers: list[str], inner: httpx.BaseTransport | None = None) -> None:
+        if not servers:
+            raise ValueError("FailoverTransport needs at least one server URL")
+        self.servers = [httpx.URL(url.rstrip("/")) for url in servers]
+        self.inner = inner or httpx.HTTPTransport()
+        self.current = 0
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        original, first = request.url, self.current
+        refused: httpx.TransportError | None = None
+        for step in range(len(self.servers)):
+            index = (first + step) % len(self.servers)
+            self._aim(request, original, index)
+            try:
+                return self.inner.handle_request(request)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                refused = exc
+                self._leave(index, exc)
+            except httpx.TransportError as exc:
+                self._leave(index, exc)
+                raise
+        assert refused is not None
+        raise refused
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def _aim(self, request: httpx.Request, original: httpx.URL, index: int) -> None:
+        """Point `request` (built on the first server's URL) at server `index`."""
+        base, target = self.servers[0], self.servers[index]
+        path = original.raw_path[len(base.raw_path.rstrip(b"/")) :]
+        request.url = original.copy_with(
+            scheme=target.scheme,
+            host=target.host,
+            port=target.port,
+            raw_path=target.raw_path.rstrip(b"/") + path,
+        )
+        request.headers["Host"] = request.url.netloc.decode("ascii")
+
+    def _leave(self, index: int, exc: httpx.TransportError) -> None:
+        with self._lock:
+            if self.current != index:
+                return  # another slot's request already moved on
+            self.current = (index + 1) % len(self.servers)
+            following = self.servers[self.current]
+        log.warning(
+            "server %s: %s: %s; failing over to %s",
+            self.servers[index], type(exc).__name__, exc, following,
+        )  # fmt: skip
+
+
 def _parse(model: type[Answer], response: httpx.Response) -> Answer:
     """The answer as its wire model, or `MalformedAnswer` saying what does not fit."""
     path = response.request.url.path
