@@ -3,6 +3,9 @@ field the library refused (a 422 naming it; nothing is stored)."""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +13,7 @@ from morphml.errors import MorphMLError
 from morphml.evaluators import check_evaluator
 from morphml.optimizers import Optimizer, make_optimizer
 from morphml.optimizers.pruners import Pruner, make_pruner
-from morphml.space import space_from_dict
+from morphml.space import Space, space_from_dict
 from morphml.space.limits import SpaceLimits, check_space_limits
 from server.blas import one_blas_thread
 from server.errors import InvalidSpecError
@@ -21,7 +24,7 @@ def build_optimizer(spec: dict[str, Any]) -> Optimizer:
     optimizer the server runs is built here, on the thread that then runs it: its numpy gets one
     BLAS thread."""
     one_blas_thread()
-    space = space_from_dict(spec["search_space"])
+    space = cached_space(spec["search_space"])
     optimizer = spec["optimizer"]
     return make_optimizer(
         optimizer["name"],
@@ -30,6 +33,30 @@ def build_optimizer(spec: dict[str, Any]) -> Optimizer:
         seed=spec.get("seed"),
         **optimizer["params"],
     )
+
+
+_SPACES: OrderedDict[str, Space] = OrderedDict()
+_SPACES_LOCK = threading.Lock()
+CACHED_SPACES = 64
+
+
+def cached_space(data: dict[str, Any]) -> Space:
+    """The space built from its JSON, once per process: every refill builds the optimizer anew,
+    and building (and validating, which samples) a space cost a quarter of a refill. Spaces are
+    not changed once built (sampling takes its own random generator), so one serves every
+    thread."""
+    key = json.dumps(data, sort_keys=True)
+    with _SPACES_LOCK:
+        space = _SPACES.get(key)
+        if space is not None:
+            _SPACES.move_to_end(key)
+            return space
+    space = space_from_dict(data)
+    with _SPACES_LOCK:
+        _SPACES[key] = space
+        while len(_SPACES) > CACHED_SPACES:
+            _SPACES.popitem(last=False)
+    return space
 
 
 def build_pruner(spec: dict[str, Any]) -> Pruner:
