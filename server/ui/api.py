@@ -4,9 +4,9 @@ They are the dashboard's own and left out of openapi.json: the pages and these e
 together and change together; scripts use `/v1`. The pages' actions (pause, resume, cancel) call
 the `/v1` endpoints themselves.
 
-Reads run at most `READ_THREADS` at a time on worker threads of their own, never on the database
-executor that serves the workers' claims and results (one thread on SQLite): a dashboard left
-open on a big experiment must not slow the fleet.
+Reads run at most `READ_THREADS` at a time (tables and charts apart) on worker threads of their
+own, never on the database executor that serves the workers' claims and results (one thread on
+SQLite): a dashboard left open on a big experiment must not slow the fleet.
 """
 
 from __future__ import annotations
@@ -34,15 +34,27 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 SortKey = Literal["id", "state", "value", "attempt", "worker", "finished"]
 
 
-async def _reads(request: Request) -> anyio.CapacityLimiter:
-    """The app's limiter for dashboard reads (one per app: a limiter belongs to its loop)."""
-    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "ui_reads", None)
+def _limiter(request: Request, name: str) -> anyio.CapacityLimiter:
+    """The app's limiter `name` (one per app: a limiter belongs to its event loop)."""
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, name, None)
     if limiter is None:
-        limiter = request.app.state.ui_reads = anyio.CapacityLimiter(READ_THREADS)
+        limiter = anyio.CapacityLimiter(READ_THREADS)
+        setattr(request.app.state, name, limiter)
     return limiter
 
 
-Reads = Annotated[anyio.CapacityLimiter, Depends(_reads)]
+async def _chart_reads(request: Request) -> anyio.CapacityLimiter:
+    """Charts (a scan of the experiment's completed tasks) queue on their own threads..."""
+    return _limiter(request, "ui_chart_reads")
+
+
+async def _row_reads(request: Request) -> anyio.CapacityLimiter:
+    """...so the tables (an index range, a page of rows) never wait behind a big chart."""
+    return _limiter(request, "ui_row_reads")
+
+
+Reads = Annotated[anyio.CapacityLimiter, Depends(_row_reads)]
+ChartReads = Annotated[anyio.CapacityLimiter, Depends(_chart_reads)]
 
 
 async def _run(limiter: anyio.CapacityLimiter, function: Callable[..., Any], **kwargs: Any) -> Any:
@@ -92,27 +104,27 @@ async def tasks(
 
 
 @router.get("/experiments/{experiment_id}/failures")
-async def failures(experiment_id: Id, engine: EngineDep, reads: Reads) -> Any:
+async def failures(experiment_id: Id, engine: EngineDep, reads: ChartReads) -> Any:
     return await _run(reads, listings.failures, engine=engine, experiment_id=experiment_id)
 
 
 @router.get("/experiments/{experiment_id}/convergence")
-async def convergence(experiment_id: Id, engine: EngineDep, reads: Reads) -> Any:
+async def convergence(experiment_id: Id, engine: EngineDep, reads: ChartReads) -> Any:
     return await _run(reads, charts.convergence, engine=engine, experiment_id=experiment_id)
 
 
 @router.get("/experiments/{experiment_id}/pareto")
-async def pareto(experiment_id: Id, engine: EngineDep, reads: Reads) -> Any:
+async def pareto(experiment_id: Id, engine: EngineDep, reads: ChartReads) -> Any:
     return await _run(reads, charts.pareto, engine=engine, experiment_id=experiment_id)
 
 
 @router.get("/experiments/{experiment_id}/importance")
-async def importance(experiment_id: Id, engine: EngineDep, reads: Reads) -> Any:
+async def importance(experiment_id: Id, engine: EngineDep, reads: ChartReads) -> Any:
     return await _run(reads, charts.importance, engine=engine, experiment_id=experiment_id)
 
 
 @router.get("/experiments/{experiment_id}/curves")
-async def curves(experiment_id: Id, engine: EngineDep, reads: Reads) -> Any:
+async def curves(experiment_id: Id, engine: EngineDep, reads: ChartReads) -> Any:
     return await _run(reads, charts.curves, engine=engine, experiment_id=experiment_id)
 
 

@@ -98,6 +98,7 @@ class Dashboard:
 
     def screenshot(self, name: str) -> Path:
         """The whole page (the window grown to its height), as <name>-<database>.png."""
+        self.js("window.scrollTo(0, 0)")
         height = int(self.js("return document.documentElement.scrollHeight"))
         self.driver.set_window_size(1400, max(900, min(height + 20, 6000)))
         path = screenshot_dir() / f"{name}-{self.database}.png"
