@@ -1,8 +1,9 @@
-"""Several server replicas on one Postgres: the time from a task's creation on replica A to its
-claim by a worker long-polling replica B (the wake-up rides LISTEN/NOTIFY), beside the same
-figure when creator and claimer share a replica.
+"""Several server replicas on one Postgres: control-plane throughput with 1, 2 and 3 replicas
+(simulated workers spread over them, zero-time evaluations), and the time from a task's creation
+on replica A to its claim by a worker long-polling replica B (the wake-up rides LISTEN/NOTIFY),
+beside the same figure when creator and claimer share a replica.
 
-    .venv/bin/python bench/replicas.py [--rounds 40]
+    .venv/bin/python -m bench.replicas [--rounds 40] [--workers 16] [--seconds 10]
 
 Both ends are read from the database clock (the task's created_at and claimed_at), so no two
 clocks are compared; the client-side figure (POST sent -> claim answered) is an upper bound.
@@ -11,20 +12,28 @@ clocks are compared; the client-side figure (POST sent -> claim answered) is an 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
-import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cp_env import fresh_postgres, machine_note, running_server, scratch_dir
-
+from bench.cp_env import ServerProcess, fresh_postgres, machine_note, running_server, scratch_dir
+from bench.cp_workers import (
+    CycleStats,
+    Window,
+    _cycle_loop,
+    create_experiment,
+    experiment_spec,
+    make_client,
+    percentile,
+    register_workers,
+)
 from morphml import Layer, SearchSpace
 
 
@@ -82,10 +91,51 @@ def summary(label: str, figures: list[float]) -> str:
     )
 
 
+async def cycles_over(urls: list[str], workers: int, seconds: float) -> CycleStats:
+    """`workers` simulated workers, spread round-robin over the replicas, cycling (claim,
+    heartbeat, complete) for 3 s of warm-up plus `seconds`."""
+    async with make_client(urls[0], 4) as client:
+        spec = experiment_spec(parallelism=max(2 * workers, workers + 8), pruner=None)
+        await create_experiment(client, spec)
+        ids = await register_workers(client, workers)
+    now = time.perf_counter()
+    window = Window(start=now + 3.0, end=now + 3.0 + seconds)
+    stats = CycleStats()
+    loops = [
+        asyncio.create_task(_cycle_loop(urls[i % len(urls)], worker_id, window, stats, 0.0, False))
+        for i, worker_id in enumerate(ids)
+    ]
+    await asyncio.gather(*loops)
+    return stats
+
+
+def throughput(replicas: int, workers: int, seconds: float, scratch: Path) -> str:
+    with fresh_postgres(f"r{replicas}") as dsn, ExitStack() as stack:
+        servers: list[ServerProcess] = [
+            stack.enter_context(running_server(dsn, scratch / f"t{replicas}-{i}.log"))
+            for i in range(replicas)
+        ]
+        note = machine_note(scratch).text()
+        stats = asyncio.run(cycles_over([s.url for s in servers], workers, seconds))
+    claim = stats.latency_ms["claim"]
+    return (
+        f"| {replicas} | {workers} | {stats.cycles / seconds:.0f} | "
+        f"{percentile(claim, 50):.1f} | {percentile(claim, 99):.1f} | {note} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=40)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    rounds = args.rounds
+    with scratch_dir() as scratch:
+        print("| replicas | workers | task cycles/s | claim p50 ms | claim p99 ms | machine |")
+        print("|---|---|---|---|---|---|")
+        for replicas in (1, 2, 3):
+            print(throughput(replicas, args.workers, args.seconds, scratch), flush=True)
     with scratch_dir() as scratch, fresh_postgres("replicas") as dsn:
         print(machine_note(scratch).text())
         with (
