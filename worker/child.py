@@ -147,8 +147,16 @@ _TORCH_HOOK = _SeedTorchOnImport()
 
 
 def release_memory() -> None:
-    """Give back what the last task held: its objects, and the GPU memory torch caches."""
+    """Give back what the last task held: its objects (cycles included: a model's often are,
+    and they hold GPU memory), and the GPU memory torch caches.
+
+    What survives a full collection right after a task is live: modules, cached datasets and
+    tables. It is frozen (`gc.freeze`) so that later collections skip it: a full collection over
+    a loaded NAS-Bench-201 table took 46 ms, per task. Frozen objects that later die in a
+    reference cycle are not reclaimed; the process's memory ceiling recycles it if that grows.
+    """
     gc.collect()
+    gc.freeze()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
