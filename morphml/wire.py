@@ -583,6 +583,50 @@ class EvaluatorPublic(BaseModel):
     params: dict[str, Any]
 
 
+ArtifactKind = Literal["weights", "checkpoint", "file"]
+# Headers of the artifact endpoints (issue 15): `PUT /v1/tasks/{id}/artifacts/{name}` streams the
+# raw bytes with the task's lease token (current, or the one that completed it; 409 when stale),
+# the kind, the sha256 the server checks while streaming (422 on mismatch, nothing visible) and,
+# for checkpoints, the epoch. `GET` of the same path streams them back (admin, or the worker
+# holding the task's current lease: how a resumed attempt fetches its checkpoint).
+LEASE_TOKEN_HEADER = "X-MorphML-Lease-Token"
+ARTIFACT_KIND_HEADER = "X-MorphML-Artifact-Kind"
+SHA256_HEADER = "X-MorphML-Sha256"
+EPOCH_HEADER = "X-MorphML-Epoch"
+
+
+class ArtifactPublic(BaseModel):
+    """A file a task produced, kept by the server's artifact store: final `weights`, the latest
+    `checkpoint` of a running task, or a `file` a `python` evaluator saved. `missing`: the
+    store could not keep it (`reason` says why)."""
+
+    task_id: int
+    name: str
+    kind: ArtifactKind
+    size: int
+    sha256: str
+    status: Literal["stored", "missing"]
+    reason: str | None = None
+    epoch: int | None = None
+    created_at: datetime
+
+
+class ArtifactsPublic(BaseModel):
+    """Artifacts; `count` is the total."""
+
+    data: list[ArtifactPublic]
+    count: int
+
+
+class ArtifactPolicy(Strict):
+    """Which completed tasks' final `weights` the server keeps, ranked by the objective (the
+    Pareto front for several): `all`, the `top_k`, the `best` only, or `none`; the others are
+    deleted when they drop out. Checkpoints are deleted when their task finishes."""
+
+    keep: Literal["all", "top_k", "best", "none"] = "top_k"
+    k: Annotated[int, Field(ge=1, le=1000)] = 5
+
+
 class ClaimedTask(BaseModel):
     """What a worker gets from a claim: everything it needs to run the task and keep the lease."""
 
@@ -596,6 +640,14 @@ class ClaimedTask(BaseModel):
     lease_token: str
     lease_expires_at: datetime
     lease_seconds: float
+    checkpoint: ArtifactPublic | None = Field(
+        default=None,
+        description="The task's latest checkpoint from an earlier attempt: resume from it.",
+    )
+    warm_start: ArtifactPublic | None = Field(
+        default=None,
+        description="A promotion (ASHA, Hyperband): the lower rung task's final weights.",
+    )
 
 
 class ClaimedTasks(BaseModel):
