@@ -341,6 +341,15 @@ SearchSpaceJson = Annotated[
 ]
 
 
+class ArtifactPolicy(Strict):
+    """Which completed tasks' final `weights` the server keeps, ranked by the objective (the
+    Pareto front for several): `all`, the `top_k`, the `best` only, or `none`; the others are
+    deleted when they drop out. Checkpoints are deleted when their task finishes."""
+
+    keep: Literal["all", "top_k", "best", "none"] = "top_k"
+    k: Annotated[int, Field(ge=1, le=1000)] = 5
+
+
 def _default_objectives() -> list[ObjectiveSpec]:
     return [ObjectiveSpec(metric="val_accuracy")]
 
@@ -377,6 +386,11 @@ class ExperimentCreate(Strict):
     ] = 0
     resources: ResourceNeeds = Field(default_factory=ResourceNeeds)
     pruner: PrunerSpec | None = None
+    artifacts: ArtifactPolicy = Field(
+        default_factory=ArtifactPolicy,
+        description="Which completed tasks' trained weights the server keeps (default: the 5 "
+        "best); checkpoints always go when their task finishes.",
+    )
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(
         default=None, description="Makes the optimizer's proposals reproducible; null: random."
     )
@@ -616,15 +630,6 @@ class ArtifactsPublic(BaseModel):
 
     data: list[ArtifactPublic]
     count: int
-
-
-class ArtifactPolicy(Strict):
-    """Which completed tasks' final `weights` the server keeps, ranked by the objective (the
-    Pareto front for several): `all`, the `top_k`, the `best` only, or `none`; the others are
-    deleted when they drop out. Checkpoints are deleted when their task finishes."""
-
-    keep: Literal["all", "top_k", "best", "none"] = "top_k"
-    k: Annotated[int, Field(ge=1, le=1000)] = 5
 
 
 class ClaimedTask(BaseModel):

@@ -5,6 +5,9 @@ against exactly what the server declares, without importing the server.
 """
 
 from morphml.wire import (
+    ArtifactPolicy,
+    ArtifactPublic,
+    ArtifactsPublic,
     BatchClaimRequest,
     BestPublic,
     BudgetSpec,
@@ -47,6 +50,9 @@ from morphml.wire import (
 )
 
 __all__ = [
+    "ArtifactPolicy",
+    "ArtifactPublic",
+    "ArtifactsPublic",
     "BatchClaimRequest",
     "BestPublic",
     "BudgetSpec",
