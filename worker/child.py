@@ -3,9 +3,12 @@
 It serves tasks one after another: each line on the command pipe names a task dir holding the
 task's `spec.json` (architecture, budget, evaluator); the process evaluates it there, with its
 stdout and stderr in the task's `child.log`, and answers on the reply pipe with one JSON line per
-intermediate report (`{"report": {...}}`) and one with the result (`{"result": {"metrics": ...}}`
-or `{"result": {"error", "retryable"}}`, plus `rss_mb`, its resident memory after the task). It
-exits at the end of the command pipe (the agent retired it) or when the agent dies.
+intermediate report (`{"report": {...}}`), one per file to upload (`{"checkpoint": {...}}`,
+`{"artifact": {...}}`: `morphml.evaluators.context`) and one with the result (`{"result":
+{"metrics": ...}}` or `{"result": {"error", "retryable"}}`, plus `rss_mb`, its resident memory
+after the task). A spec may name the files the task starts from (`checkpoint`, `warm_start`:
+local paths the agent downloaded); the evaluator finds them in its context. It exits at the end
+of the command pipe (the agent retired it) or when the agent dies.
 
 Imports, the CUDA context and cached datasets stay from one task to the next; what must not carry
 over is reset at the start of each task (`seed_everything`) and after it (`release_memory`), so
@@ -38,7 +41,7 @@ import numpy as np
 
 from morphml.architecture import Architecture
 from morphml.errors import MorphMLError
-from morphml.evaluators import get_evaluator
+from morphml.evaluators import context, get_evaluator
 from morphml.evaluators.python_entry import resolve_function
 
 MAX_ERROR_CHARS = 2000
@@ -71,13 +74,25 @@ def run_task(task_dir: Path, send: Send) -> dict[str, Any]:
         try:
             os.chdir(task_dir)
             spec = json.loads((task_dir / "spec.json").read_text())
-            metrics = evaluate_spec(spec, lambda report: send({"report": report}))
+            with context.bound(task_context(task_dir, spec, send)):
+                metrics = evaluate_spec(spec, lambda report: send({"report": report}))
         except BaseException as exc:  # everything the evaluator raises is reported, even SystemExit
             traceback.print_exc()
             return {"error": describe(exc), "retryable": retryable(exc)}
         finally:
             release_memory()
     return {"metrics": metrics}
+
+
+def task_context(task_dir: Path, spec: dict[str, Any], send: Send) -> context.TaskContext:
+    """What the evaluator's `morphml.evaluators.context` says for this task."""
+    checkpoint, warm_start = (spec.get(key) for key in ("checkpoint", "warm_start"))
+    return context.TaskContext(
+        task_dir,
+        send,
+        checkpoint=Path(checkpoint) if checkpoint else None,
+        warm_start=Path(warm_start) if warm_start else None,
+    )
 
 
 def evaluate_spec(spec: dict[str, Any], send_report: Send) -> dict[str, float]:

@@ -14,6 +14,11 @@ Reports `epoch`, `step`, `progress`, `val_accuracy`, `val_loss` after each epoch
 `val_accuracy` (a fraction in [0, 1], like every evaluator), `val_loss`, `num_params`, `flops`,
 `train_seconds`, `latency_ms` (one example, median of repeated forward passes). On the CPU a seed
 gives identical results run after run.
+
+On a worker it also checkpoints after every epoch and hands its final weights (`weights.pt`,
+the `state_dict`) to the worker to upload (morphml.evaluators.checkpoints). A resumed attempt
+continues after the epoch of the last attempt's checkpoint and says so (`resumed_from_epoch`);
+a promoted task starts from its lower rung's weights (`warm_started: 1`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch
 from torch import nn
 
 from morphml.architecture import Architecture
+from morphml.evaluators import checkpoints
 from morphml.evaluators.base import EvaluatorError, Report
 from morphml.evaluators.datasets import Dataset, load_dataset
 from morphml.evaluators.params import parse_params
@@ -82,9 +88,15 @@ def evaluate(
     model = architecture.to_module().to(device)
     optimizer = make_optimizer(model, config)
     shuffle = torch.Generator().manual_seed(config.seed)
+    done = checkpoints.resume(model, optimizer, shuffle, device)
+    resumed = {"resumed_from_epoch": float(done)} if done else {}
+    if not done and checkpoints.warm_start(model, device):
+        resumed = {"warm_started": 1.0}
     started = time.perf_counter()
     val_loss, val_accuracy = math.nan, math.nan
-    for epoch in range(1, config.epochs + 1):
+    if done >= config.epochs:  # the last attempt finished training but could not report it
+        val_loss, val_accuracy = validate(model, x_val, y_val)
+    for epoch in range(done + 1, config.epochs + 1):
         train_epoch(model, optimizer, x_train, y_train, config.batch_size, shuffle)
         val_loss, val_accuracy = validate(model, x_val, y_val)
         if not math.isfinite(val_loss):
@@ -93,6 +105,8 @@ def evaluate(
             )
         report({"epoch": epoch, "step": epoch, "progress": epoch / config.epochs,
                 "val_accuracy": val_accuracy, "val_loss": val_loss})  # fmt: skip
+        checkpoints.save_checkpoint(epoch, model, optimizer, shuffle)
+    checkpoints.save_weights(model)
     return {
         "val_accuracy": val_accuracy,
         "val_loss": val_loss,
@@ -101,6 +115,7 @@ def evaluate(
         "train_seconds": time.perf_counter() - started,
         "latency_ms": latency_ms(model, architecture.input_shape, device),
         "epochs": float(config.epochs),
+        **resumed,
     }
 
 
