@@ -24,6 +24,7 @@ import httpx
 from pydantic import ValidationError
 
 from morphml.wire import BatchClaimRequest, ClaimedTask, FreeResources, NextClaim, WorkerCreate
+from worker.artifact_outbox import ArtifactOutbox
 from worker.claims import ClaimDesk, Handed
 from worker.config import WorkerSettings
 from worker.health import Health
@@ -95,6 +96,7 @@ class Agent:
         self.shutdown = Shutdown()
         self.api = ServerApi(client, backoff=backoff, interrupt=self.shutdown.aborting)
         self.outbox = Outbox(settings.work_dir / "outbox")
+        self.artifacts = ArtifactOutbox(settings.work_dir / "outbox" / "artifacts")
         self.health = Health(settings.work_dir)
         self.worker_id: int | None = None
         self._running = Running()
@@ -314,6 +316,7 @@ class Agent:
             delivery_seconds=self.delivery_seconds,
             overheads=self.overheads,
             next_claim=self._next_claim,
+            artifacts=self.artifacts,
         )
         run = TaskRun(handed, slot, context)
         run.run()
@@ -329,6 +332,7 @@ class Agent:
         """Re-post what a previous run (or a network blip) left unacknowledged."""
         self._next_flush = time.monotonic() + OUTBOX_FLUSH_SECONDS
         self.outbox.flush(self.api, interrupt=self.aborting)
+        self.artifacts.flush(self.api, interrupt=self.aborting)  # weights the store refused
 
 
 def _threads_from_env() -> int | None:

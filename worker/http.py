@@ -235,7 +235,7 @@ class ServerApi:
             elif attempt == 0 or attempt % 5 == 0:
                 log.warning("POST %s: %s; retrying in %.1fs", path, problem, delay)
             attempt += 1
-            if self._wait(delay, stop):
+            if self.pause(delay, stop):
                 raise Unreachable(f"POST {path}: interrupted after {problem}")
 
     def _no_answer(self, failures: int, problem: Problem) -> str:
@@ -278,7 +278,7 @@ class ServerApi:
             raise ApiError(response.status_code, _detail(response))
         return response
 
-    def _wait(self, delay: float, stop: threading.Event | None) -> bool:
+    def pause(self, delay: float, stop: threading.Event | None) -> bool:
         """Sleep `delay`; True when `stop` or the interrupt fired first."""
         end = time.monotonic() + delay
         while (left := end - time.monotonic()) > 0:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from worker import disk
+from worker.artifacts import Saved
 
 log = logging.getLogger("morphml.worker")
 
@@ -58,6 +59,7 @@ class Evaluation(Protocol):
     def poll(self) -> Outcome | None: ...
     def wait(self, timeout: float) -> None: ...
     def read_reports(self) -> list[dict[str, float]]: ...
+    def read_saved(self) -> list[Saved]: ...
     def stop(self) -> None: ...
     def kill_now(self) -> None: ...
 
@@ -273,6 +275,7 @@ class ChildTask:
         self.task_dir = task_dir
         self._finished = finished
         self._reports: list[dict[str, float]] = []
+        self._saved: list[Saved] = []
         self._outcome: Outcome | None = None
 
     def poll(self) -> Outcome | None:
@@ -290,6 +293,11 @@ class ChildTask:
         """Intermediate reports received since the last call."""
         reports, self._reports = self._reports, []
         return reports
+
+    def read_saved(self) -> list[Saved]:
+        """Files the evaluation asked to upload since the last call (checkpoints, weights)."""
+        saved, self._saved = self._saved, []
+        return saved
 
     def stop(self) -> None:
         """Called when the task is over for the agent: a child still running it (a timeout, the
@@ -325,6 +333,11 @@ class ChildTask:
     def _take(self, message: dict[str, Any]) -> None:
         if "report" in message:
             self._reports.append(message["report"])
+        elif "checkpoint" in message or "artifact" in message:
+            try:
+                self._saved.append(Saved.from_message(message, self.task_dir))
+            except ValueError as exc:  # the evaluation's own business: it is not uploaded
+                log.warning("%s: not uploaded: %s", self.task_dir.name, exc)
         elif "result" in message:
             outcome = _outcome_from_result(message["result"], self._log_tail())
             self._settle(outcome, message.get("rss_mb"))

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from morphml.wire import ClaimedTask, HeartbeatRequest, NextClaim, first_problem
+from worker.artifact_outbox import ArtifactOutbox
 from worker.claims import Handed
 from worker.config import WorkerSettings
 from worker.health import Health
@@ -32,6 +33,7 @@ from worker.http import ApiError, LeaseLost, ServerApi, Unreachable
 from worker.outbox import Outbox, Result, clean_text
 from worker.resources import Gpu
 from worker.runner import Evaluation, Outcome, start_fresh
+from worker.task_artifacts import TaskArtifacts
 from worker.timings import Overheads
 
 log = logging.getLogger("morphml.worker")
@@ -116,6 +118,7 @@ class RunContext:
     delivery_seconds: float
     overheads: Overheads
     next_claim: NextClaimFor
+    artifacts: ArtifactOutbox
 
 
 class TaskRun:
@@ -168,6 +171,8 @@ class TaskRun:
             "budget": task.budget,
             "evaluator": task.evaluator.model_dump(mode="json"),
         }
+        artifacts = TaskArtifacts(context.api, context.artifacts, task, task_dir)
+        spec.update(artifacts.fetch_inputs())  # a resumed attempt's checkpoint, a warm start
         try:
             evaluation = context.start_evaluation(
                 task_dir, spec, child_env(self.slot, context.settings.allow)
@@ -180,17 +185,21 @@ class TaskRun:
         self.handed_over = time.monotonic()
         context.running.add(task.id, evaluation)
         try:
-            outcome = self._supervise(evaluation)
+            outcome = self._supervise(evaluation, artifacts)
             self.result_at = time.monotonic()
+            evaluation.stop()  # a child still running (timeout, shutdown) is done with
+            artifacts.take(evaluation.read_saved())
+            artifacts.finish(outcome)  # final weights up before the result is posted
             return outcome
         finally:
+            artifacts.close()
             evaluation.stop()
             context.running.remove(task.id)
             shutil.rmtree(task_dir, ignore_errors=True)
 
     # -- supervising the child ------------------------------------------------------------------
 
-    def _supervise(self, evaluation: Evaluation) -> Outcome:
+    def _supervise(self, evaluation: Evaluation, artifacts: TaskArtifacts) -> Outcome:
         """How the evaluation ended, or why it was dropped (stop, lease lost)."""
         shutdown = self.context.shutdown
         started = time.monotonic()
@@ -203,6 +212,7 @@ class TaskRun:
                 return self._check_machine(outcome)
             reports = evaluation.read_reports()
             latest = reports[-1] if reports else latest
+            artifacts.take(evaluation.read_saved())  # checkpoints go up in the background
             now = time.monotonic()
             if now >= shutdown.grace_deadline or shutdown.aborting.is_set():
                 return Outcome(

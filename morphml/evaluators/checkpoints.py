@@ -25,7 +25,6 @@ from torch import nn
 
 from morphml.evaluators import context
 
-CHECKPOINT_FILE = "checkpoint.pt"
 WEIGHTS_FILE = "weights.pt"
 
 
@@ -42,9 +41,12 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "rng": random_states(shuffle),
     }
-    path = Path(CHECKPOINT_FILE).resolve()
+    # A new file per epoch, the last one removed: the worker may still be about to upload it,
+    # and an open file keeps what it had, where one renamed over would mix two epochs.
+    path = Path(f"checkpoint-{epoch}.pt").resolve()
     if _write(state, path, f"checkpoint after epoch {epoch}"):
         context.save_checkpoint(path, epoch)
+        path.with_name(f"checkpoint-{epoch - 1}.pt").unlink(missing_ok=True)
 
 
 def resume(

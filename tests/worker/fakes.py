@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import itertools
 import json
 import threading
@@ -14,8 +15,10 @@ from typing import Any
 
 import httpx
 
+from morphml.wire import ARTIFACT_KIND_HEADER, EPOCH_HEADER, SHA256_HEADER
 from worker import disk
 from worker.agent import Agent
+from worker.artifacts import Saved
 from worker.config import WorkerSettings
 from worker.http import Backoff
 from worker.resources import Gpu, Machine
@@ -72,6 +75,17 @@ def task_answer(task_id: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def artifact_answer(path: str, data: bytes, headers: httpx.Headers) -> dict[str, Any]:
+    """What PUT /v1/tasks/{id}/artifacts/{name} answers (an `ArtifactPublic`)."""
+    parts = path.split("/")
+    epoch = headers.get(EPOCH_HEADER)
+    return {
+        "task_id": int(parts[3]), "name": parts[5], "kind": headers[ARTIFACT_KIND_HEADER],
+        "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "status": "stored",
+        "epoch": int(epoch) if epoch else None, "created_at": "2026-01-01T00:00:00Z",
+    }  # fmt: skip
+
+
 @dataclass
 class FakeServer:
     """Hands out `tasks` one by one and records every call; `script[path]` overrides replies.
@@ -88,8 +102,13 @@ class FakeServer:
     worker_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     modern: bool = False
 
+    # Artifacts uploaded, by path: their bytes and the request's headers.
+    stored: dict[str, tuple[bytes, httpx.Headers]] = field(default_factory=dict)
+
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if "/artifacts/" in path:
+            return self._artifact(request)
         body = json.loads(request.content or b"{}")
         with self.lock:
             self.calls.append((time.monotonic(), path, body))
@@ -113,6 +132,30 @@ class FakeServer:
         if path.endswith("/heartbeat"):
             return httpx.Response(200, json=heartbeat_answer(self.heartbeat_action, "pruned"))
         return httpx.Response(200, json={})
+
+    def _artifact(self, request: httpx.Request) -> httpx.Response:
+        """PUT keeps the bytes (checking the sha256 as the real server does), GET gives them."""
+        path = request.url.path
+        with self.lock:
+            self.calls.append((time.monotonic(), f"{request.method} {path}", {}))
+            scripted = self.script.get(f"{request.method} {path}")
+            reply = scripted.pop(0) if scripted else None
+        if isinstance(reply, Exception):
+            raise reply
+        if reply is not None:
+            return reply(request) if callable(reply) else reply
+        if request.method == "GET":
+            if path not in self.stored:
+                return httpx.Response(404, json={"detail": "no such artifact"})
+            data = self.stored[path][0]
+            sha = hashlib.sha256(data).hexdigest()
+            return httpx.Response(200, content=data, headers={SHA256_HEADER: sha})
+        data = request.read()
+        if hashlib.sha256(data).hexdigest() != request.headers[SHA256_HEADER]:
+            return httpx.Response(422, json={"detail": "sha256 mismatch"})
+        with self.lock:
+            self.stored[path] = (data, request.headers)
+        return httpx.Response(201, json=artifact_answer(path, data, request.headers))
 
     def _modern(self, path: str, body: dict[str, Any]) -> httpx.Response:
         if not self.modern:
@@ -148,6 +191,9 @@ class FakeEvaluation:
     started: float = field(default_factory=time.monotonic)
     stopped: bool = False
     handed_out: int = 0
+    # Files it asks the agent to upload, at the time (seconds after its start) it asks.
+    saves: list[tuple[float, Saved]] = field(default_factory=list)
+    saves_out: int = 0
 
     def poll(self) -> Outcome | None:
         if self.stopped:
@@ -166,6 +212,12 @@ class FakeEvaluation:
         fresh = self.reports[self.handed_out : due]
         self.handed_out = max(self.handed_out, due)
         return fresh
+
+    def read_saved(self) -> list[Saved]:
+        elapsed = time.monotonic() - self.started
+        due = [saved for at, saved in self.saves[self.saves_out :] if at <= elapsed]
+        self.saves_out += len(due)
+        return due
 
     def stop(self) -> None:
         self.stopped = True

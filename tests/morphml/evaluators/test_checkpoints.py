@@ -48,7 +48,8 @@ def test_each_epoch_sends_a_checkpoint_and_the_end_its_weights(tmp_path: Path) -
 def test_a_resumed_training_ends_exactly_where_an_unbroken_one_does(tmp_path: Path) -> None:
     unbroken, _ = train_in_task(tmp_path / "a", 3)
     train_in_task(tmp_path / "b", 2)  # "killed" after its second epoch's checkpoint
-    saved = tmp_path / "b" / "checkpoint.pt"
+    saved = tmp_path / "b" / "checkpoint-2.pt"
+    assert not (tmp_path / "b" / "checkpoint-1.pt").exists()
     resumed, sent = train_in_task(tmp_path / "c", 3, checkpoint=saved)
     assert resumed["resumed_from_epoch"] == 2
     assert [m["checkpoint"]["epoch"] for m in sent if "checkpoint" in m] == [3]
@@ -58,7 +59,7 @@ def test_a_resumed_training_ends_exactly_where_an_unbroken_one_does(tmp_path: Pa
 
 def test_a_checkpoint_of_the_last_epoch_only_validates(tmp_path: Path) -> None:
     unbroken, _ = train_in_task(tmp_path / "a", 2)
-    resumed, sent = train_in_task(tmp_path / "b", 2, checkpoint=tmp_path / "a" / "checkpoint.pt")
+    resumed, sent = train_in_task(tmp_path / "b", 2, checkpoint=tmp_path / "a" / "checkpoint-2.pt")
     assert resumed["resumed_from_epoch"] == 2
     assert resumed["val_accuracy"] == unbroken["val_accuracy"]
     assert not [m for m in sent if "checkpoint" in m]
