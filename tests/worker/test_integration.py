@@ -167,6 +167,10 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
 def test_two_workers_train_digits_to_sensible_accuracies(cluster: Cluster) -> None:
     cluster.start_worker("a")
     cluster.start_worker("b")
+    # Both polling before the tasks exist: a worker that finishes first claims the next task
+    # in its completion, so one still starting up could find nothing left.
+    names = {"a", "b"}
+    cluster.wait(lambda: names <= {w.name for w in cluster.admin.workers() if w.status == "online"})
     evaluator = {"kind": "train", "params": {"dataset": "digits", "epochs": 3, "lr": 0.01}}
     experiment = cluster.finished(cluster.experiment(evaluator, budget={"max_evaluations": 2}))
     assert experiment.status == "completed", experiment.error
