@@ -84,3 +84,23 @@ def prints(
 ) -> dict[str, float]:
     print(f"hello from task {params['n']}", flush=True)
     raise RuntimeError(f"failed task {params['n']}")
+
+
+def resumes(
+    architecture: Any, budget: float | None, params: dict[str, Any], report: Any
+) -> dict[str, float]:
+    """Uses the context as a resumable evaluator would: its checkpoint holds the last epoch."""
+    from pathlib import Path
+
+    from morphml.evaluators import context
+
+    start = 0
+    if (checkpoint := context.checkpoint()) is not None:
+        start = int(checkpoint.read_text())
+    for epoch in range(start + 1, int(budget or 2) + 1):
+        Path(f"state-{epoch}").write_text(str(epoch))
+        context.save_checkpoint(f"state-{epoch}", epoch)
+    notes = Path(params.get("notes_dir", ".")) / "notes.txt"
+    notes.write_text("kept")
+    context.save_artifact("notes.txt", notes)
+    return {"resumed_from_epoch": float(start)}
