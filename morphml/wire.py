@@ -598,6 +598,9 @@ class EvaluatorPublic(BaseModel):
 
 
 ArtifactKind = Literal["weights", "checkpoint", "file"]
+# An artifact's name: one flat segment of letters, digits, `.`, `_` and `-`, starting with a
+# letter or digit (`../x`, absolute paths, separators and NUL bytes are a 422).
+ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 # Headers of the artifact endpoints (issue 15): `PUT /v1/tasks/{id}/artifacts/{name}` streams the
 # raw bytes with the task's lease token (current, or the one that completed it; 409 when stale),
 # the kind, the sha256 the server checks while streaming (422 on mismatch, nothing visible) and,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,18 @@ class Settings(BaseSettings):
     max_repeat_depth: int = Field(default=_SPACE.max_repeat_depth, ge=1)
     max_cell_nodes: int = Field(default=_SPACE.max_cell_nodes, ge=2)
     max_cells_per_stage: int = Field(default=_SPACE.max_cells_per_stage, ge=1)
+    # The artifact store (server/artifacts): `file:///abs/dir` or `s3://bucket/prefix`; empty:
+    # a directory beside an SQLite database (`morphml.db` -> `morphml.db.artifacts/`), else
+    # `./morphml-artifacts`. S3 credentials come from boto3's usual chain (AWS_* variables,
+    # ~/.aws, an instance role) unless given here; workers never see them.
+    artifacts_url: str = ""
+    artifacts_s3_endpoint_url: str = ""
+    artifacts_s3_region: str = ""
+    artifacts_s3_access_key_id: str = ""
+    artifacts_s3_secret_access_key: str = Field(default="", repr=False)
+    # One artifact, and all of an experiment's stored artifacts together (413 past either).
+    artifact_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    experiment_artifacts_max_bytes: int = Field(default=50 * 1024**3, ge=1)
 
     @field_validator("admin_token", "worker_token")
     @classmethod
@@ -99,6 +112,18 @@ class Settings(BaseSettings):
             max_cells_per_stage=self.max_cells_per_stage,
         )
         return SpecLimits(space=space, max_parallelism=self.max_parallelism)
+
+    @property
+    def artifacts_location(self) -> str:
+        """`artifacts_url`, or its default beside the database."""
+        if self.artifacts_url:
+            return self.artifacts_url
+        prefix = "sqlite:///"
+        database = self.database_url
+        if database.startswith(prefix) and ":memory:" not in database:
+            path = Path(database.removeprefix(prefix)).resolve()
+            return f"file://{path.parent / (path.name + '.artifacts')}"
+        return f"file://{Path('morphml-artifacts').resolve()}"
 
     @property
     def auth_enabled(self) -> bool:

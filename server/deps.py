@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
 from morphml.wire import WORKER_CREDENTIAL_HEADER
+from server.artifacts import ArtifactStore
 from server.auth import Role, credential_worker, require_admin, role_of
 from server.config import Settings
 from server.db import Database
@@ -41,10 +42,16 @@ async def get_database(request: Request) -> Database:
     return database
 
 
+async def get_artifact_store(request: Request) -> ArtifactStore:
+    store: ArtifactStore = request.app.state.artifacts
+    return store
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+ArtifactStoreDep = Annotated[ArtifactStore, Depends(get_artifact_store)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -80,5 +87,6 @@ async def caller_worker(
 
 
 WorkerAuth = Depends(worker_role)
+RoleDep = Annotated[Role, Depends(worker_role)]
 CallerWorker = Annotated[int | None, Depends(caller_worker)]
 AdminAuth = Depends(admin_role)

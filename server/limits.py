@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodySizeLimit:
-    """Checks Content-Length up front and counts streamed (chunked) bodies as they arrive."""
+    """Checks Content-Length up front and counts streamed (chunked) bodies as they arrive.
+    `streamed`: (method, path pattern) of routes that stream their body under limits of their
+    own (artifact uploads): passed through unbuffered."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, streamed: tuple[str, re.Pattern[str]] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self._streams(scope):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
@@ -33,6 +39,12 @@ class BodySizeLimit:
                 await self._refuse(send)
                 return
         await self.app(scope, _replay(bytes(body), receive), send)
+
+    def _streams(self, scope: Scope) -> bool:
+        if self.streamed is None:
+            return False
+        method, pattern = self.streamed
+        return bool(scope["method"] == method and pattern.fullmatch(scope["path"]))
 
     async def _refuse(self, send: Send) -> None:
         payload = json.dumps(

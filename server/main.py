@@ -26,7 +26,9 @@ from sqlalchemy.exc import OperationalError
 
 from morphml.errors import MorphMLError
 from server.api import docs
+from server.api.artifacts import UPLOAD_PATH
 from server.api.main import api_router
+from server.artifacts import cleanup, open_store
 from server.config import Settings, get_settings
 from server.db import Database, make_engine
 from server.draining import CloseConnectionsWhileStopping
@@ -65,13 +67,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.database = Database(engine, settings.database_threads, settings.refill_threads)
     app.state.metrics = ServerMetrics(engine)
+    app.state.artifacts = open_store(settings)
     app.include_router(api_router)
     app.include_router(docs.router)
     app.include_router(dashboard_router)  # the web dashboard at /ui
     app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")
     _add_error_handlers(app)
     app.add_middleware(RequestLatency, metrics=app.state.metrics)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, streamed=UPLOAD_PATH)
     app.add_middleware(CloseConnectionsWhileStopping)
     return app
 
@@ -90,7 +93,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.stopping = stopping
     restore_signals = _resolve_on_stop_signals(loop, stopping, settings.shutdown_drain_seconds)
     stop = asyncio.Event()
-    reaper = asyncio.create_task(reap_until(stop, engine, settings, app.state.metrics))
+    reaper = asyncio.create_task(
+        reap_until(stop, engine, settings, app.state.metrics, app.state.artifacts)
+    )
     background: list[asyncio.Task[None]] = []
     if engine.dialect.name == "postgresql":
         background.append(asyncio.create_task(listen_forever(_libpq_conninfo(engine), waker)))
@@ -101,6 +106,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         _resolve(stopping)
         stop.set()
         await reaper
+        await cleanup.wait_for_background()
         for task in background:
             task.cancel()
         for task in background:

@@ -211,6 +211,44 @@ class TaskMetric(SQLModel, table=True):
     created_at: datetime | None = _stamp(nullable=False)
 
 
+class ArtifactState(StrEnum):
+    """Where an artifact's bytes are."""
+
+    STORED = "stored"
+    """In the artifact store under `storage_key`, with this size and sha256."""
+    MISSING = "missing"
+    """The store refused or could not be reached during the upload: `reason` says why."""
+    DELETING = "deleting"
+    """Dropped (keep policy, its task finished): the bytes are deleted after the commit; a row
+    still here means that delete failed and the reaper tries again."""
+
+
+class Artifact(SQLModel, table=True):
+    """A file a task produced (final weights, a checkpoint, an evaluator's file); its bytes live
+    in the artifact store (`server.artifacts`), written before this row names them."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("task_id", "name", name="uq_artifact_task_name"),
+        # An experiment's artifacts (listings, its size limit, the keep policy).
+        sa.Index("ix_artifact_experiment_kind", "experiment_id", "kind"),
+        # The reaper's retry of failed deletes.
+        sa.Index("ix_artifact_status", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id")
+    task_id: int = Field(foreign_key="task.id")
+    name: str = Field(sa_type=sa.String(128))
+    kind: str = Field(sa_type=sa.String(16))
+    storage_key: str | None = Field(default=None, sa_type=sa.String(512))
+    size: int = Field(default=0, sa_type=sa.BigInteger)
+    sha256: str = Field(sa_type=sa.String(64))
+    status: str = Field(sa_type=sa.String(16))
+    reason: str | None = Field(default=None, sa_type=sa.Text)
+    epoch: int | None = None
+    created_at: datetime | None = _stamp(nullable=False)
+
+
 def _columns(table: type[SQLModel]) -> sa.ColumnCollection[str, sa.Column[Any]]:
     return cast(sa.Table, table.__table__).c  # type: ignore[attr-defined]
 
@@ -221,3 +259,4 @@ WORKER = _columns(Worker)
 TASK = _columns(Task)
 EVENT = _columns(TaskEvent)
 TASK_METRIC = _columns(TaskMetric)
+ARTIFACT = _columns(Artifact)

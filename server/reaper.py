@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from server.artifacts import ArtifactStore, StoreError, cleanup
 from server.config import Settings
 from server.db import read
 from server.metrics import ServerMetrics
@@ -22,7 +23,11 @@ log = logging.getLogger("morphml.server")
 
 
 async def reap_until(
-    stop: asyncio.Event, engine: Engine, settings: Settings, metrics: ServerMetrics
+    stop: asyncio.Event,
+    engine: Engine,
+    settings: Settings,
+    metrics: ServerMetrics,
+    artifacts: ArtifactStore | None = None,
 ) -> None:
     """A pass every `reaper_interval_seconds` until `stop` is set; a failed pass is tried again.
 
@@ -34,18 +39,21 @@ async def reap_until(
             await asyncio.wait_for(stop.wait(), timeout=settings.reaper_interval_seconds)
             return
         try:
-            expired = await run_in_threadpool(reap_once, engine, settings)
-        except SQLAlchemyError as exc:
+            expired = await run_in_threadpool(reap_once, engine, settings, artifacts)
+        except (SQLAlchemyError, StoreError) as exc:
             log.warning("reaper pass failed: %s", exc)
             continue
         metrics.lease_expiries.inc(expired)
 
 
-def reap_once(engine: Engine, settings: Settings) -> int:
-    """Requeue expired leases, mark silent workers offline, feed/finish running experiments."""
+def reap_once(engine: Engine, settings: Settings, artifacts: ArtifactStore | None = None) -> int:
+    """Requeue expired leases, mark silent workers offline, feed/finish running experiments,
+    delete finished tasks' checkpoints and retry failed artifact deletes."""
     expired = requeue_expired(engine)
     mark_silent_offline(engine, silent_seconds=settings.worker_offline_seconds)
     feed_running_experiments(engine)
+    if artifacts is not None:
+        cleanup.sweep(engine, artifacts)
     if expired:
         log.info("reaper: %d expired lease(s) taken back", expired)
     return expired

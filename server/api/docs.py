@@ -68,6 +68,13 @@ TAGS = [
         "complete may claim the slot's next task in the same request. Every call after the "
         "claim carries the claim's `lease_token`; a stale one gets 409 and changes nothing.",
     },
+    {
+        "name": "artifacts",
+        "description": "Files tasks produce (final weights, checkpoints, evaluator files), "
+        "streamed through the server into its artifact store: workers upload under their "
+        "task's lease; admins list, download and delete; a retried task downloads its latest "
+        "checkpoint under its new lease.",
+    },
 ]
 
 router = APIRouter(include_in_schema=False, tags=["docs"])  # a tag: see `operation_id`

@@ -35,11 +35,20 @@ from sqlalchemy.engine import Engine
 
 from server.api import examples
 from server.api.responses import errors, extra
+from server.artifacts import cleanup
 from server.config import Settings
 from server.db import Database
-from server.deps import CallerWorker, DatabaseDep, MetricsDep, SettingsDep, WorkerAuth
+from server.deps import (
+    ArtifactStoreDep,
+    CallerWorker,
+    DatabaseDep,
+    MetricsDep,
+    SettingsDep,
+    WorkerAuth,
+)
 from server.errors import ConflictError, NotFoundError
 from server.experiments import task_public
+from server.models import TaskState
 from server.schemas import (
     BatchClaimRequest,
     ClaimedTask,
@@ -56,6 +65,7 @@ from server.schemas import (
     ObjectiveSpec,
     TaskPublic,
 )
+from server.store import artifacts as artifact_rows
 from server.store import tasks as store
 from server.wakeup import ClaimWaker, Hops, waker_for
 
@@ -246,7 +256,21 @@ def _claim_once(
     if isinstance(found, store.Miss):
         return found
     runs: dict[int, tuple[EvaluatorPublic, list[ObjectiveSpec]]] = {}
-    return [_claimed_task(claimed, runs) for claimed in found]
+    claimed = [_claimed_task(claimed, runs) for claimed in found]
+    return _with_checkpoints(engine, claimed)
+
+
+def _with_checkpoints(engine: Engine, claimed: list[ClaimedTask]) -> list[ClaimedTask]:
+    """A retried task resumes from its latest stored checkpoint: one indexed query, and only
+    when the batch holds a retry (a first attempt has none)."""
+    retried = [task.id for task in claimed if task.attempt > 1]
+    if not retried:
+        return claimed
+    latest = artifact_rows.latest_checkpoints(engine, retried)
+    return [
+        task.model_copy(update={"checkpoint": latest[task.id]}) if task.id in latest else task
+        for task in claimed
+    ]
 
 
 def _claimed_task(
@@ -351,6 +375,7 @@ async def complete(
     database: DatabaseDep,
     metrics: MetricsDep,
     caller: CallerWorker,
+    artifacts: ArtifactStoreDep,
 ) -> TaskPublic:
     settled = await database.run(
         store.complete,
@@ -362,6 +387,7 @@ async def complete(
     )
     metrics.completed.inc()
     await _refill_if_due(database, settled)
+    cleanup.collect_in_background(database.engine, artifacts, settled.task.experiment_id)
     return task_public(settled.task, settled.history)
 
 
@@ -397,9 +423,10 @@ async def complete_and_claim(
     database: DatabaseDep,
     metrics: MetricsDep,
     caller: CallerWorker,
+    artifacts: ArtifactStoreDep,
 ) -> CompleteAndClaimAnswer:
     store.check_claimant(caller, body.claim.worker_id)  # before anything is recorded
-    task = await complete(task_id, body, database, metrics, caller)
+    task = await complete(task_id, body, database, metrics, caller, artifacts)
     claimed = await database.run(_claim_next, body.claim, caller)
     metrics.claims.inc(len(claimed))
     return CompleteAndClaimAnswer(task=task, next=claimed)
@@ -438,6 +465,7 @@ async def fail(
     database: DatabaseDep,
     metrics: MetricsDep,
     caller: CallerWorker,
+    artifacts: ArtifactStoreDep,
 ) -> TaskPublic:
     settled = await database.run(
         store.fail,
@@ -451,6 +479,8 @@ async def fail(
     )
     metrics.outcomes.labels(outcome=settled.task.state).inc()
     await _refill_if_due(database, settled)
+    if settled.task.state == TaskState.FAILED:  # its checkpoints go
+        cleanup.collect_in_background(database.engine, artifacts, settled.task.experiment_id)
     return task_public(settled.task, settled.history)
 
 
