@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from morphml.evaluators.base import EvaluatorError
+from morphml.wire import ARTIFACT_NAME_PATTERN
 
 # The names the server's artifact store takes (and the one it gives a task's checkpoint).
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+NAME_PATTERN = re.compile(ARTIFACT_NAME_PATTERN)
 CHECKPOINT_NAME = "checkpoint.pt"
 WEIGHTS_NAME = "weights.pt"
 # Where files saved from outside the task dir are copied (the agent uploads only from there).
@@ -83,7 +84,7 @@ def save_checkpoint(path: PathLike, epoch: int) -> None:
 
 def save_artifact(name: str, path: PathLike) -> None:
     """Keep the file at `path` with the task's results, as `name` (letters, digits, `._-`, at
-    most 200, not starting with a dot); uploaded once the task has completed."""
+    most 128, starting with a letter or digit); uploaded once the task has completed."""
     _send("artifact", {"name": check_name(name), "path": _in_task_dir(path, name),
                        "kind": "file"})  # fmt: skip
 
@@ -103,8 +104,8 @@ def active() -> bool:
 def check_name(name: str) -> str:
     if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
         raise EvaluatorError(
-            f"artifact name {name!r}: use 1-200 letters, digits, '.', '_' or '-', "
-            "not starting with '.'"
+            f"artifact name {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
         )
     return name
 
