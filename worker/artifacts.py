@@ -123,7 +123,7 @@ def upload(
             handle.seek(0)
             try:
                 response = api.client.put(url, content=_chunks(handle, cancel), headers=headers)
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:  # transport errors above all; a blip is retried
                 if cancel is not None and cancel.is_set():
                     raise Cancelled(saved.name) from None
                 delay = api.backoff.delay(attempt)
@@ -160,7 +160,7 @@ def download(
             if wanted is not None and wanted.lower() != digest:
                 raise StoreUnavailable(f"GET {url}: sha256 {digest} does not match {wanted}")
         os.replace(temporary, destination)
-    except httpx.TransportError as exc:
+    except httpx.HTTPError as exc:
         raise StoreUnavailable(f"GET {url}: {type(exc).__name__}: {exc}") from None
     finally:
         temporary.unlink(missing_ok=True)

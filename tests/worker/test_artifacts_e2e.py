@@ -23,6 +23,7 @@ from tests.worker.test_integration import (  # noqa: F401 (fixtures)
     Cluster,
     cluster,
     postgres_server,
+    python_evaluator,
     sqlite_server,
 )
 
@@ -82,3 +83,18 @@ def test_a_worker_killed_mid_training_is_resumed_elsewhere_from_its_checkpoint(
     weights = _admin_get(cluster, f"/v1/tasks/{task.id}/artifacts/weights.pt").content
     accuracy = rescore(weights, task.candidate)
     assert abs(accuracy - task.metrics["val_accuracy"]) <= 0.005
+
+
+def test_a_python_evaluator_keeps_its_files_through_its_context(
+    cluster: Cluster,  # noqa: F811 (the fixture)
+) -> None:
+    cluster.start_worker("a")
+    evaluator = python_evaluator("resumes")
+    experiment_id = cluster.experiment(evaluator, budget={"max_evaluations": 1}, parallelism=1)
+    experiment = cluster.finished(experiment_id)
+    assert experiment.status == "completed", experiment.error
+    (task,) = cluster.admin.tasks(experiment_id)
+    kept = {a.name: a for a in artifacts(cluster, experiment_id)}
+    assert kept["notes.txt"].kind == "file" and kept["notes.txt"].status == "stored"
+    notes = _admin_get(cluster, f"/v1/tasks/{task.id}/artifacts/notes.txt").content
+    assert notes == b"kept"
