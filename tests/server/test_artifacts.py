@@ -256,3 +256,24 @@ def test_a_retried_task_is_claimed_with_its_latest_checkpoint(client: TestClient
     assert checkpoint["sha256"] == sha(b"two")
     path = f"/v1/tasks/{task['id']}/artifacts/checkpoint-2.pt"
     assert client.get(path, headers={LEASE_TOKEN_HEADER: again["lease_token"]}).content == b"two"
+
+
+def test_a_full_store_is_507_missing_and_the_result_still_counts(
+    client: TestClient, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from server.artifacts import file_store
+
+    def no_space(self: Any, chunk: bytes) -> None:
+        raise file_store.store_error(OSError(errno.ENOSPC, "No space left on device"), "write")
+
+    monkeypatch.setattr(file_store.FileWriter, "write", no_space)
+    task = claimed_task(client)
+    answer = put(client, task, "weights.pt", b"w" * 100)
+    assert answer.status_code == 507 and "No space left" in answer.json()["detail"]
+    body = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": 0.5}}
+    assert client.post(f"/v1/tasks/{task['id']}/complete", json=body).json()["state"] == "completed"
+    (artifact,) = client.get(f"/v1/tasks/{task['id']}/artifacts").json()["data"]
+    assert artifact["status"] == "missing" and "No space left" in artifact["reason"]
+    assert visible_files(store_dir) == [] and list(store_dir.rglob(".tmp-*")) == []
