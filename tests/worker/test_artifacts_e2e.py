@@ -98,3 +98,34 @@ def test_a_python_evaluator_keeps_its_files_through_its_context(
     assert kept["notes.txt"].kind == "file" and kept["notes.txt"].status == "stored"
     notes = _admin_get(cluster, f"/v1/tasks/{task.id}/artifacts/notes.txt").content
     assert notes == b"kept"
+
+
+def test_a_store_that_refuses_holds_no_result_and_the_weights_follow_later(
+    cluster: Cluster,  # noqa: F811 (the fixture)
+) -> None:
+    store = cluster.base / "morphml.db.artifacts"
+    aside = store.with_name("artifacts-aside")
+    if store.exists():  # made by the first upload
+        store.rename(aside)
+    store.write_text("not a directory: every write of the store fails")
+    try:
+        worker = cluster.start_worker("a")
+        params = {**PARAMS, "epochs": 1, "batch_size": 64}
+        evaluator = {"kind": "train", "params": params}
+        experiment_id = cluster.experiment(evaluator, budget={"max_evaluations": 1})
+        experiment = cluster.finished(experiment_id)
+        assert experiment.status == "completed", experiment.error  # the result got through
+        assert cluster.workers is not None
+        outbox = cluster.workers.log_dir / "a" / "outbox" / "artifacts"
+        assert [p.name.endswith("weights.pt.data") for p in outbox.glob("*.data")] == [True]
+    finally:
+        store.unlink()
+        if aside.exists():
+            aside.rename(store)
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(20) == 0
+    cluster.start_worker("a")  # the same work dir: its outbox is flushed at start
+    (task,) = cluster.admin.tasks(experiment_id)
+    path = f"/v1/tasks/{task.id}/artifacts/weights.pt"
+    cluster.wait(lambda: cluster.admin.http.get(path).status_code == 200, timeout=60)
+    assert not list(outbox.glob("*.data"))
