@@ -67,6 +67,7 @@ from server.schemas import (
 )
 from server.store import artifacts as artifact_rows
 from server.store import tasks as store
+from server.store import warm_start
 from server.wakeup import ClaimWaker, Hops, waker_for
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[WorkerAuth])
@@ -261,14 +262,19 @@ def _claim_once(
 
 
 def _with_checkpoints(engine: Engine, claimed: list[ClaimedTask]) -> list[ClaimedTask]:
-    """A retried task resumes from its latest stored checkpoint: one indexed query, and only
-    when the batch holds a retry (a first attempt has none)."""
+    """A retried task resumes from its latest stored checkpoint, a promotion starts from its
+    lower rung's weights: one indexed query each, and only when the batch holds a retry or a
+    promotion (most claims hold neither)."""
     retried = [task.id for task in claimed if task.attempt > 1]
-    if not retried:
+    promoted = [task.id for task in claimed if warm_start.is_promotion(task.candidate)]
+    if not retried and not promoted:
         return claimed
     latest = artifact_rows.latest_checkpoints(engine, retried)
+    lower = warm_start.warm_starts(engine, promoted)
     return [
-        task.model_copy(update={"checkpoint": latest[task.id]}) if task.id in latest else task
+        task.model_copy(
+            update={"checkpoint": latest.get(task.id), "warm_start": lower.get(task.id)}
+        )
         for task in claimed
     ]
 
@@ -387,7 +393,8 @@ async def complete(
     )
     metrics.completed.inc()
     await _refill_if_due(database, settled)
-    cleanup.collect_in_background(database.engine, artifacts, settled.task.experiment_id)
+    if settled.has_artifacts:  # most tasks leave none: no clean-up, not even a read
+        cleanup.collect_in_background(database.engine, artifacts, settled.task.experiment_id)
     return task_public(settled.task, settled.history)
 
 
@@ -479,7 +486,7 @@ async def fail(
     )
     metrics.outcomes.labels(outcome=settled.task.state).inc()
     await _refill_if_due(database, settled)
-    if settled.task.state == TaskState.FAILED:  # its checkpoints go
+    if settled.task.state == TaskState.FAILED and settled.has_artifacts:  # its checkpoints go
         cleanup.collect_in_background(database.engine, artifacts, settled.task.experiment_id)
     return task_public(settled.task, settled.history)
 

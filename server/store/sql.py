@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from server.db import db_now
 from server.models import (
+    ARTIFACT,
     EVENT,
     EXPERIMENT,
     TASK,
@@ -29,6 +30,7 @@ _task = TASK.id.table
 _worker = WORKER.id.table
 _event = EVENT.id.table
 _task_metric = TASK_METRIC.id.table
+_artifact = ARTIFACT.id.table
 
 IN_FLIGHT = (TaskState.PENDING, TaskState.RUNNING)
 # A result row of any of these statements (SQLAlchemy types rows by their column count).
@@ -474,3 +476,16 @@ def event_params(
         "worker_id": worker_id,
         "detail": detail or {},
     }
+
+
+# --- artifacts --------------------------------------------------------------------------------
+
+# Whether a finishing task's experiment has artifacts (ix_artifact_experiment_kind leads with
+# it): only then does a completion or failure start the artifact clean-up (keep policy,
+# checkpoints of finished tasks).
+EXPERIMENT_HAS_ARTIFACTS = (
+    sa.select(sa.literal(1))
+    .select_from(_artifact)
+    .where(_artifact.c.experiment_id == sa.bindparam("experiment_id"))
+    .limit(1)
+)

@@ -57,6 +57,8 @@ class Settled:
     task: Row
     history: intermediate.History
     refill_due: bool = False
+    # Its experiment has artifacts (weights, checkpoints): their clean-up is due.
+    has_artifacts: bool = False
 
 
 @dataclass(frozen=True)
@@ -338,9 +340,10 @@ def complete(
         task = _finish(connection, locked, TaskState.COMPLETED, metrics=metrics)
         _event(connection, locked, EventKind.COMPLETED, {"late": True} if late else None)
         due = _refill_due(connection, locked)
+        artifacts = _has_artifacts(connection, locked.experiment_id)
     if refill_inline:
         _refill_after(engine, locked.experiment_id, due)
-    return Settled(task, history, due)
+    return Settled(task, history, due, artifacts)
 
 
 def fail(
@@ -369,9 +372,15 @@ def fail(
             connection, locked, error=error, retry=retryable, kind=EventKind.RETRIED
         )
         history = intermediate.history(connection, task_id) if locked.has_reports else {}
+        artifacts = _has_artifacts(connection, locked.experiment_id)
     if refill_inline:
         _refill_after(engine, locked.experiment_id, due)
-    return Settled(task, history, due)
+    return Settled(task, history, due, artifacts)
+
+
+def _has_artifacts(connection: Connection, experiment_id: int) -> bool:
+    query, params = S.EXPERIMENT_HAS_ARTIFACTS, {"experiment_id": experiment_id}
+    return connection.execute(query, params).first() is not None
 
 
 def requeue_expired(engine: Engine, *, limit: int = 100) -> int:
