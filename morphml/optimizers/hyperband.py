@@ -5,7 +5,9 @@ promotes a candidate that is in the top 1/eta of its rung (trying the highest ru
 next budget; if none qualifies, it starts a new random architecture at the bottom rung. Nobody
 waits for a rung to fill, so workers never idle (Li et al. 2020). Hyperband runs several such
 brackets, each starting at a higher rung, and hands new architectures to them in turn.
-A promoted architecture is the same architecture at a larger `Candidate.budget`.
+A promoted architecture is the same architecture at a larger `Candidate.budget`; its meta says
+which budget it was promoted from (`promoted_from`), so a server can start it from the weights
+that lower rung trained.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ class ASHA(SearchBase):
                 if arch_hash not in self.promoted[rung]:
                     self.promoted[rung].append(arch_hash)
                     architecture = self.build(self.rungs[rung][arch_hash]["config"])
-                    return self._candidate(architecture, rung + 1)
+                    promoted = self._candidate(architecture, rung + 1)
+                    promoted.meta["promoted_from"] = self.budgets[rung]
+                    return promoted
         return None
 
     def _new(self) -> Candidate | None:

@@ -19,27 +19,16 @@ from sqlalchemy.engine import Connection, Engine
 from morphml.wire import ArtifactPublic
 from server.artifacts.stream import TooLargeError
 from server.db import db_now, read, unit
-from server.errors import ConflictError, NotFoundError
+from server.errors import ConflictError, NotFoundError, StaleLeaseError
 from server.models import ARTIFACT, FINISHED_STATES, TASK, ArtifactState, TaskState
 from server.store import sql as S
+from server.store import warm_start
+from server.store.artifact_columns import PUBLIC_COLUMNS, public
 from server.store.sql import Row
 from server.store.tasks import _check_caller, check_token
 
 _artifact = ARTIFACT.id.table
-_PUBLIC = (
-    ARTIFACT.id,
-    ARTIFACT.task_id,
-    ARTIFACT.experiment_id,
-    ARTIFACT.name,
-    ARTIFACT.kind,
-    ARTIFACT.size,
-    ARTIFACT.sha256,
-    ARTIFACT.status,
-    ARTIFACT.reason,
-    ARTIFACT.epoch,
-    ARTIFACT.storage_key,
-    ARTIFACT.created_at,
-)
+_PUBLIC = PUBLIC_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -58,20 +47,6 @@ class Doomed:
 
     id: int
     storage_key: str | None
-
-
-def public(row: Row) -> ArtifactPublic:
-    return ArtifactPublic(
-        task_id=row.task_id,
-        name=row.name,
-        kind=row.kind,
-        size=row.size,
-        sha256=row.sha256,
-        status=row.status,
-        reason=row.reason,
-        epoch=row.epoch,
-        created_at=row.created_at,
-    )
 
 
 def storage_key(experiment_id: int, task_id: int, name: str) -> str:
@@ -256,20 +231,34 @@ def _mark(connection: Connection, where: sa.ColumnElement[bool]) -> list[Doomed]
 def for_download(
     engine: Engine, *, task_id: int, name: str, lease_token: str | None, caller: int | None
 ) -> Row:
-    """A stored artifact's row; `lease_token` (a worker): only under the task's current lease."""
+    """A stored artifact's row; `lease_token` (a worker): only under the task's current lease,
+    or the lease of a running promotion whose warm start is exactly this artifact."""
     with read(engine) as connection:
         if lease_token is not None:
-            task = connection.execute(_LEASE, {"task_id": task_id}).first()
-            if task is None:
-                raise NotFoundError(f"task {task_id} not found")
-            check_token(task_id, task.lease_token, lease_token)
-            _check_caller(caller, task.worker_id, "download artifacts of")
+            _check_download_lease(connection, task_id, name, lease_token, caller)
         row = connection.execute(_by_name(task_id, name)).first()
     if row is None or row.status == ArtifactState.DELETING:
         raise NotFoundError(f"task {task_id} has no artifact {name!r}")
     if row.status != ArtifactState.STORED:
         raise NotFoundError(f"task {task_id}'s artifact {name!r} is missing: {row.reason}")
     return row
+
+
+def _check_download_lease(
+    connection: Connection, task_id: int, name: str, lease_token: str, caller: int | None
+) -> None:
+    task = connection.execute(_LEASE, {"task_id": task_id}).first()
+    if task is None:
+        raise NotFoundError(f"task {task_id} not found")
+    try:
+        check_token(task_id, task.lease_token, lease_token)
+    except StaleLeaseError:
+        if warm_start.check_warm_start_read(
+            connection, owner=task, name=name, lease_token=lease_token, caller=caller
+        ):
+            return
+        raise
+    _check_caller(caller, task.worker_id, "download artifacts of")
 
 
 def listing(
@@ -365,7 +354,8 @@ def _drop_weights(
     connection: Connection, experiment_id: int, finished: sa.Select[Any]
 ) -> list[Doomed]:
     """Weights of finished tasks outside the kept set: completed tasks, the best `k` of them by
-    the first objective (`best`: 1; `all`: every one; `none`: no task)."""
+    the first objective (`best`: 1; `all`: every one; `none`: no task). Weights a pending or
+    running promotion starts from are spared until it finishes (warm_start.py)."""
     spec = connection.execute(S.EXPERIMENT_SPEC, {"experiment_id": experiment_id}).scalar()
     policy = (spec or {}).get("artifacts") or {"keep": "top_k", "k": 5}
     kept = sa.select(TASK.id).where(
@@ -381,6 +371,7 @@ def _drop_weights(
         ARTIFACT.kind == "weights",
         ARTIFACT.status != ArtifactState.DELETING,
         ARTIFACT.task_id.in_(finished),
+        ARTIFACT.task_id.not_in(warm_start.needed_by_promotions(experiment_id).scalar_subquery()),
     )
     if keep != "none":
         dropped = sa.and_(dropped, ARTIFACT.task_id.not_in(kept.scalar_subquery()))

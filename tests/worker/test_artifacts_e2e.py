@@ -129,3 +129,27 @@ def test_a_store_that_refuses_holds_no_result_and_the_weights_follow_later(
     path = f"/v1/tasks/{task.id}/artifacts/weights.pt"
     cluster.wait(lambda: cluster.admin.http.get(path).status_code == 200, timeout=60)
     assert not list(outbox.glob("*.data"))
+
+
+def test_an_asha_promotion_starts_from_its_lower_rungs_weights(
+    cluster: Cluster,  # noqa: F811 (the fixture)
+) -> None:
+    cluster.start_worker("a")
+    params = {**PARAMS, "batch_size": 64}  # the budget sets the epochs: 1 on rung 0, 3 above
+    asha = {"name": "asha", "params": {"min_budget": 1, "max_budget": 3, "eta": 3}}
+    experiment_id = cluster.experiment(
+        {"kind": "train", "params": params}, optimizer=asha, parallelism=1,
+        budget={"max_evaluations": 4},
+    )  # fmt: skip
+    experiment = cluster.finished(experiment_id, timeout=120)
+    assert experiment.status == "completed", experiment.error
+    tasks = cluster.admin.tasks(experiment_id)
+    (promoted,) = [t for t in tasks if t.budget == 3]
+    (lower,) = [t for t in tasks if t.budget == 1 and t.candidate == {
+        **promoted.candidate, "budget": 1.0, "meta": {"rung": 0}}]  # fmt: skip
+    assert promoted.candidate["meta"]["promoted_from"] == 1
+    assert promoted.metrics is not None and promoted.metrics["warm_started"] == 1
+    assert lower.metrics is not None and "warm_started" not in lower.metrics
+    assert cluster.workers is not None
+    log = (cluster.workers.log_dir / "a.log").read_text()
+    assert f"task {promoted.id} (attempt 1): fetched its warm start weights.pt" in log
