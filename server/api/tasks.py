@@ -79,6 +79,16 @@ STALE = (
     "The lease token is not the task's current one (the lease expired and the task went to "
     "another worker, or it finished): nothing was changed; drop the task."
 )
+# What /complete and /complete-and-claim answer besides 200 (the same completion).
+COMPLETE_ERRORS = errors(
+    worker=True,
+    body=True,
+    status_404=NO_TASK,
+    status_409=(
+        STALE + " Or the task is no longer running (pruned, cancelled, failed).",
+        STALE_EXAMPLE,
+    ),
+)
 LEASE_BODY = (
     "The body does not fit the schema (`detail` lists each field), or the task id is out of range."
 )
@@ -364,15 +374,7 @@ def _heartbeat(
     "candidates. Idempotent: the same token again answers the same task and records nothing "
     "new, so a worker may retry after a lost answer.\n\nWorker or admin token.",
     response_description="The completed task.",
-    responses=errors(
-        worker=True,
-        body=True,
-        status_404=NO_TASK,
-        status_409=(
-            STALE + " Or the task is no longer running (pruned, cancelled, failed).",
-            STALE_EXAMPLE,
-        ),
-    ),
+    responses=COMPLETE_ERRORS,
     openapi_extra=extra(invalid=LEASE_BODY, examples=examples.COMPLETE),
 )
 async def complete(
@@ -413,15 +415,7 @@ async def complete(
     "The worker's credential must name `claim.worker_id` (403 otherwise, before anything is "
     "recorded).\n\nWorker or admin token.",
     response_description="The completed task, and the tasks now leased to the worker (maybe none).",
-    responses=errors(
-        worker=True,
-        body=True,
-        status_404=NO_TASK,
-        status_409=(
-            STALE + " Or the task is no longer running (pruned, cancelled, failed).",
-            STALE_EXAMPLE,
-        ),
-    ),
+    responses=COMPLETE_ERRORS,
     openapi_extra=extra(invalid=LEASE_BODY, examples=examples.COMPLETE_AND_CLAIM),
 )
 async def complete_and_claim(
