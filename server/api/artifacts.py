@@ -254,7 +254,8 @@ def _delete_quietly(store: ArtifactStore, key: str) -> None:
     "sha256 recorded at upload as it sends them: corrupted bytes end the transfer early, so a "
     "client never takes them for whole.\n\nAdmin token; or a worker token with the task's "
     f"current lease token in `{LEASE_TOKEN_HEADER}` (how a resumed attempt fetches its "
-    "checkpoint).",
+    "checkpoint), or with the lease token of a running promotion (ASHA, Hyperband) whose "
+    "`warm_start` is exactly this artifact.",
     response_description="The bytes (application/octet-stream).",
     responses={
         200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}},
