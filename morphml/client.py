@@ -7,7 +7,12 @@ server's reason (its `detail`); an answer that does not match the contract raise
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -16,6 +21,10 @@ from pydantic import BaseModel, ValidationError
 from morphml.errors import MorphMLError
 from morphml.space.base import Space
 from morphml.wire import (
+    ARTIFACT_NAME_PATTERN,
+    SHA256_HEADER,
+    ArtifactPublic,
+    ArtifactsPublic,
     BestPublic,
     ExperimentCreate,
     ExperimentPublic,
@@ -29,6 +38,7 @@ from morphml.wire import (
 )
 
 PAGE_SIZE = 200
+CHUNK_BYTES = 1024 * 1024
 
 
 class APIError(MorphMLError):
@@ -46,6 +56,7 @@ Experiment = ExperimentPublic
 Task = TaskPublic
 Worker = WorkerPublic
 Pareto = ParetoPublic
+Artifact = ArtifactPublic
 Model = TypeVar("Model", bound=BaseModel)
 Page = TypeVar("Page", ExperimentsPublic, TasksPublic, WorkersPublic)
 
@@ -158,10 +169,57 @@ class Client:
     def pareto(self, experiment_id: int) -> Pareto:
         return self._get(Pareto, "GET", f"/v1/experiments/{int(experiment_id)}/pareto")
 
+    def artifacts(self, experiment_id: int) -> list[Artifact]:
+        """The experiment's artifacts (kept weights, running tasks' checkpoints, files)."""
+        path = f"/v1/experiments/{int(experiment_id)}/artifacts"
+        return self._get(ArtifactsPublic, "GET", path).data
+
+    def task_artifacts(self, task_id: int) -> list[Artifact]:
+        return self._get(ArtifactsPublic, "GET", f"/v1/tasks/{int(task_id)}/artifacts").data
+
+    def download_artifact(self, task_id: int, name: str, path: str | Path) -> Path:
+        """Stream a task's artifact into `path` (a directory: `path/name`) and return where it
+        went. The bytes go to a temporary file beside it and are renamed into place only when
+        whole and matching the sha256 the server recorded at upload: a cut-off or corrupted
+        transfer raises `APIError` and leaves nothing at `path`."""
+        if not re.fullmatch(ARTIFACT_NAME_PATTERN, name):
+            raise APIError(f"bad artifact name {name!r}: one plain file name")
+        target = Path(path)
+        target = target / name if target.is_dir() else target
+        url = f"/v1/tasks/{int(task_id)}/artifacts/{name}"
+        try:
+            with self.http.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _api_error(response)
+                _save_verified(response, target, url)
+        except httpx.HTTPError as exc:
+            raise APIError(f"GET {url}: the download failed: {exc}") from None
+        return target
+
     def workers(self) -> list[Worker]:
         return [
             worker for page in self._pages(WorkersPublic, "/v1/workers", {}) for worker in page.data
         ]
+
+
+def _save_verified(response: httpx.Response, target: Path, url: str) -> None:
+    expected = response.headers.get(SHA256_HEADER)
+    if expected is None:
+        raise APIError(f"GET {url}: the answer has no {SHA256_HEADER} header")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(handle, "wb") as out:
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != expected.lower():
+            raise APIError(f"GET {url}: sha256 {digest.hexdigest()} is not the stored {expected}")
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 def _api_error(response: httpx.Response) -> APIError:

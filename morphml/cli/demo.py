@@ -3,7 +3,9 @@
 Starts `morphml-server` on SQLite (`<run dir>/morphml.db`) and local `morphml-worker` processes
 (work directories `<run dir>/worker-N/`, logs in `<run dir>/logs/`), submits an experiment, shows
 live progress, then writes the leaderboard with each candidate (JSON and CSV), the best
-architecture as standalone PyTorch source and as JSON, and a convergence plot. Every process it
+architecture as standalone PyTorch source and as JSON, its trained weights (`best_model.pt`,
+downloaded from the server's artifact store, sha256-checked; the MNIST demo) and a convergence
+plot. Every process it
 started is stopped on the way out; Ctrl-C writes the results so far first.
 """
 
@@ -20,11 +22,13 @@ from rich.console import Console
 
 from morphml.architecture import Architecture
 from morphml.cli import render
+from morphml.cli.artifacts import best_weights
 from morphml.cli.local_search import demo_space, write_best
 from morphml.cli.plots import plot_convergence
 from morphml.cli.processes import local_cluster
 from morphml.cli.watch import watch_experiment
 from morphml.client import Client
+from morphml.errors import MorphMLError
 from morphml.space.cell import CellSpace
 
 
@@ -121,13 +125,39 @@ def run_demo(options: DemoOptions, console: Console) -> Path:
             console.print("interrupted: writing the results so far, then stopping")
             experiment = client.experiment(experiment.id)
         tasks = client.tasks(experiment.id)
-    _write_outputs(run_dir, experiment, tasks, console)
+        trained = _download_best_weights(client, experiment, tasks, run_dir, console)
+    _write_outputs(run_dir, experiment, tasks, console, trained)
     if interrupted:
         raise KeyboardInterrupt
     return run_dir
 
 
-def _write_outputs(run_dir: Path, experiment: Any, tasks: list[Any], console: Console) -> None:
+def _download_best_weights(
+    client: Client, experiment: Any, tasks: list[Any], run_dir: Path, console: Console
+) -> bool:
+    """The best task's trained weights into `best_model.pt`, while the server still runs;
+    whether they came (a tabular run trains nothing)."""
+    kind = (experiment.spec.get("evaluator") or {}).get("kind")
+    if kind != "train" or not render.ranked(experiment, tasks):
+        return False
+    try:
+        artifact = best_weights(client, experiment.id)
+        path = client.download_artifact(artifact.task_id, artifact.name, run_dir / "best_model.pt")
+    except MorphMLError as exc:
+        console.print(f"best model weights not downloaded: {exc}", markup=False)
+        return False
+    console.print(
+        f"downloaded the best model's trained weights (task {artifact.task_id}, "
+        f"{artifact.size / 1e6:.2f} MB, sha256 checked) to {path}",
+        markup=False,
+        highlight=False,
+    )
+    return True
+
+
+def _write_outputs(
+    run_dir: Path, experiment: Any, tasks: list[Any], console: Console, trained: bool = False
+) -> None:
     rows = render.result_rows(experiment, tasks)
     if rows:
         title = f"Leaderboard ({len(rows)} evaluations)"
@@ -142,7 +172,8 @@ def _write_outputs(run_dir: Path, experiment: Any, tasks: list[Any], console: Co
     )
     ranked = render.ranked(experiment, tasks)
     if ranked:
-        write_best(Architecture.from_dict(ranked[0].candidate["architecture"]), run_dir)
+        best = Architecture.from_dict(ranked[0].candidate["architecture"])
+        write_best(best, run_dir, trained=trained)
         metric = render.objectives(experiment)[0]["metric"]
         plot_convergence(render.convergence(experiment, tasks), metric, run_dir / "convergence.png")
     console.print(wrote_line(run_dir), markup=False, highlight=False, soft_wrap=True)

@@ -102,11 +102,20 @@ UNTRAINED_NOTE = (
 )
 
 
-def write_best(best: Architecture, out_dir: Path) -> Path:
-    """`best_model.py` (standalone PyTorch source of the untrained architecture) and
-    `best_architecture.json` (`Architecture.from_json` reads it back)."""
+TRAINED_NOTE = (
+    "# Its trained weights are in best_model.pt beside this file (the state_dict the worker\n"
+    "# trained): net = BestNet(); net.load_state_dict(torch.load('best_model.pt',\n"
+    "# weights_only=True)); net.eval(). `python best_model.py` checks that it runs.\n"
+)
+
+
+def write_best(best: Architecture, out_dir: Path, trained: bool = False) -> Path:
+    """`best_model.py` (standalone PyTorch source of the architecture; `trained`: its weights
+    are in `best_model.pt`, and the note says how to load them) and `best_architecture.json`
+    (`Architecture.from_json` reads it back)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "best_model.py"
-    path.write_text(UNTRAINED_NOTE + best.to_pytorch_source("BestNet"))
+    note = TRAINED_NOTE if trained else UNTRAINED_NOTE
+    path.write_text(note + best.to_pytorch_source("BestNet"))
     (out_dir / "best_architecture.json").write_text(best.to_json() + "\n")
     return path

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from morphml import __version__
 from morphml.architecture import Architecture
+from morphml.cli import artifacts as artifact_cli
 from morphml.cli import render
 from morphml.cli.demo import DemoOptions, run_demo, run_dir_for, wrote_line
 from morphml.cli.local_search import LOCAL_COLUMNS, local_rows, run_local_search, write_best
@@ -181,6 +182,36 @@ def export(
     else:
         output.write_text(text)
         console.print(f"wrote {output}")
+
+
+@app.command()
+def artifacts(experiment_id: ExperimentId) -> None:
+    """List an experiment's artifacts: kept weights first, best task first, with its value."""
+    rows = artifact_cli.artifact_rows(State.client(), experiment_id)
+    console.print(render.rows_table(rows, f"Experiment {experiment_id}: artifacts"))
+
+
+@app.command()
+def download(
+    task: Annotated[int | None, typer.Argument(help="Task id.", min=1)] = None,
+    name: Annotated[str | None, typer.Argument(help="Artifact name, e.g. weights.pt.")] = None,
+    best: Annotated[
+        int | None, typer.Option(help="An experiment id: its best task's weights.", min=1)
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File or directory (default: NAME).")
+    ] = None,
+) -> None:
+    """Download a task's artifact (sha256-checked), or with --best EXPERIMENT the best task's
+    weights."""
+    client = State.client()
+    if best is not None and task is None:
+        chosen = artifact_cli.best_weights(client, best)
+        task, name = chosen.task_id, chosen.name
+    elif best is not None or task is None or name is None:
+        raise MorphMLError("give TASK NAME, or --best EXPERIMENT (not both)")
+    path = artifact_cli.download(client, task, name, output)
+    console.print(f"wrote {path} (task {task}'s {name}, sha256 checked)", markup=False)
 
 
 def _lifecycle(action: str, experiment_id: int) -> None:
