@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
@@ -48,12 +49,14 @@ async def reap_until(
 
 def reap_once(engine: Engine, settings: Settings, artifacts: ArtifactStore | None = None) -> int:
     """Requeue expired leases, mark silent workers offline, feed/finish running experiments,
-    delete finished tasks' checkpoints and retry failed artifact deletes."""
+    delete finished tasks' checkpoints, retry failed artifact deletes and, about once an hour,
+    delete objects of the store that no artifact names."""
     expired = requeue_expired(engine)
     mark_silent_offline(engine, silent_seconds=settings.worker_offline_seconds)
     feed_running_experiments(engine)
     if artifacts is not None:
         cleanup.sweep(engine, artifacts)
+        cleanup.sweep_unnamed_if_due(engine, artifacts, time.monotonic())
     if expired:
         log.info("reaper: %d expired lease(s) taken back", expired)
     return expired

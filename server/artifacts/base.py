@@ -51,5 +51,6 @@ class ArtifactStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object; an absent one is not an error."""
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        """Every visible key under `prefix` (never a half-written one)."""
+    def keys(self, prefix: str = "", *, older_than: float | None = None) -> Iterator[str]:
+        """Every visible key under `prefix` (never a half-written one); `older_than`: only
+        those last written more than that many seconds ago."""

@@ -48,6 +48,48 @@ def sweep(engine: Engine, store: ArtifactStore) -> int:
     return deleted + delete_doomed(engine, store, rows.doomed_rows(engine))
 
 
+# Objects no row names are deleted once older than this: an upload's bytes are committed before
+# its row (milliseconds), so only a crash, or a replaced object whose delete failed, leaves one.
+UNNAMED_AGE_SECONDS = 3600.0
+# How often the reaper lists the whole store for them (a listing of S3 costs requests).
+UNNAMED_SWEEP_SECONDS = 3600.0
+_BATCH = 500
+_last_unnamed_sweep: dict[str, float] = {}
+
+
+def sweep_unnamed(
+    engine: Engine, store: ArtifactStore, *, older_than: float = UNNAMED_AGE_SECONDS
+) -> int:
+    """Delete the store's objects older than `older_than` seconds that no row names; how many."""
+    deleted = 0
+    batch: list[str] = []
+    for key in store.keys(older_than=older_than):
+        batch.append(key)
+        if len(batch) == _BATCH:
+            deleted += _delete_unnamed(engine, store, batch)
+            batch = []
+    return deleted + _delete_unnamed(engine, store, batch)
+
+
+def _delete_unnamed(engine: Engine, store: ArtifactStore, keys: list[str]) -> int:
+    named = rows.named_keys(engine, keys)
+    orphans = [key for key in keys if key not in named]
+    for key in orphans:
+        store.delete(key)  # a StoreError ends the sweep: the next one tries again
+        log.info("artifact store: deleted %s, which no artifact names", key)
+    return len(orphans)
+
+
+def sweep_unnamed_if_due(engine: Engine, store: ArtifactStore, now: float) -> int:
+    """`sweep_unnamed` at most once per UNNAMED_SWEEP_SECONDS per store (the first pass after
+    a start waits a whole period too: a restart loop never lists the store each time)."""
+    last = _last_unnamed_sweep.setdefault(store.location, now)
+    if now - last < UNNAMED_SWEEP_SECONDS:
+        return 0
+    _last_unnamed_sweep[store.location] = now
+    return sweep_unnamed(engine, store)
+
+
 def in_background(engine: Engine, store: ArtifactStore, doomed: list[Doomed]) -> None:
     """`delete_doomed` off the request: the rows are committed as `deleting` already, so if
     this never runs (the server stops), the reaper's `sweep` does it."""

@@ -106,13 +106,16 @@ class FileStore:
             raise store_error(exc, "delete failed") from exc
         _remove_empty_parents(path.parent, self.root)
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "", *, older_than: float | None = None) -> Iterator[str]:
         if not self.root.is_dir():
             return
+        cutoff = None if older_than is None else time.time() - older_than
         for directory, _, files in os.walk(self.root):
             for name in sorted(files):
                 key = Path(directory, name).relative_to(self.root).as_posix()
-                if not name.startswith(TEMP_PREFIX) and key.startswith(prefix):
+                if name.startswith(TEMP_PREFIX) or not key.startswith(prefix):
+                    continue
+                if cutoff is None or _modified(Path(directory, name)) < cutoff:
                     yield key
 
     def _remove_stale_temporaries(self) -> None:
@@ -149,3 +152,10 @@ def _remove_empty_parents(directory: Path, root: Path) -> None:
         except OSError:
             return  # not empty (or in use): it stays
         directory = directory.parent
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # deleted meanwhile: never a candidate
+        return float("inf")

@@ -9,6 +9,7 @@ PUT at commit. Parts are PART_BYTES, so memory holds at most one part per upload
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -152,14 +153,16 @@ class S3Store:
         except (BotoCoreError, ClientError) as exc:
             raise store_error(exc, "delete failed") from exc
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "", *, older_than: float | None = None) -> Iterator[str]:
         pages = self._client.get_paginator("list_objects_v2").paginate(
             Bucket=self._bucket, Prefix=self._prefix + prefix
         )
+        cutoff = None if older_than is None else time.time() - older_than
         try:
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield item["Key"].removeprefix(self._prefix)
+                    if cutoff is None or item["LastModified"].timestamp() < cutoff:
+                        yield item["Key"].removeprefix(self._prefix)
         except (BotoCoreError, ClientError) as exc:
             raise store_error(exc, "list failed") from exc
 

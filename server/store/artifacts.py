@@ -390,6 +390,16 @@ def doomed_rows(engine: Engine, *, limit: int = 100) -> list[Doomed]:
         return [Doomed(id=row.id, storage_key=row.storage_key) for row in rows]
 
 
+def named_keys(engine: Engine, keys: list[str]) -> set[str]:
+    """Those of `keys` that a row names (in any status: a `deleting` row's bytes are the
+    reaper's retry, not an orphan)."""
+    if not keys:
+        return set()
+    query = sa.select(ARTIFACT.storage_key).where(ARTIFACT.storage_key.in_(keys))
+    with read(engine) as connection:
+        return set(connection.execute(query).scalars())
+
+
 def forget(engine: Engine, doomed: list[Doomed]) -> None:
     """Drop the rows whose bytes are gone (only if still `deleting` the same bytes: a
     replacement uploaded meanwhile keeps its row)."""

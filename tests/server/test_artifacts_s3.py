@@ -148,6 +148,8 @@ def test_the_writer_commits_only_a_matching_whole_object(s3_endpoint: Any) -> No
     upload.finish(sha(data))
     assert b"".join(store.read("a/b")) == data
     assert list(store.keys()) == ["a/b"]
+    assert list(store.keys(older_than=3600)) == []  # the unnamed-object sweep's age filter
+    assert list(store.keys(older_than=-60)) == ["a/b"]
     store.delete("a/b")
     assert list(store.keys()) == []
     s3_endpoint.stop()
