@@ -342,9 +342,11 @@ SearchSpaceJson = Annotated[
 
 
 class ArtifactPolicy(Strict):
-    """Which completed tasks' final `weights` the server keeps, ranked by the objective (the
-    Pareto front for several): `all`, the `top_k`, the `best` only, or `none`; the others are
-    deleted when they drop out. Checkpoints are deleted when their task finishes."""
+    """Which completed tasks' final `weights` the server keeps, ranked by the first objective
+    (with several objectives too: a Pareto front would load every completed task's metrics on
+    each completion; keep `all` to hold the whole front): `all`, the `top_k`, the `best` only,
+    or `none`; the others are deleted when they drop out, except weights a pending or running
+    promotion starts from. Checkpoints are deleted when their task finishes."""
 
     keep: Literal["all", "top_k", "best", "none"] = "top_k"
     k: Annotated[int, Field(ge=1, le=1000)] = 5
