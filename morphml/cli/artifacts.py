@@ -44,12 +44,26 @@ def _size(size: int) -> str:
 def best_weights(client: Client, experiment_id: int) -> Artifact:
     """The best completed task's stored weights; a clear error when it has none."""
     best = client.best(experiment_id)
-    kept = [a for a in client.task_artifacts(best.id) if a.kind == "weights"]
+    return task_weights(client, best.id, f"experiment {experiment_id}'s best task {best.id}")
+
+
+def task_weights(client: Client, task_id: int, who: str | None = None) -> Artifact:
+    """The task's stored weights; an error naming `who` (default: the task) when it has none."""
+    kept = [a for a in client.task_artifacts(task_id) if a.kind == "weights"]
     stored = [a for a in kept if a.status == "stored"]
     if stored:
         return stored[0]
     why = f"missing: {kept[0].reason}" if kept else "its evaluator saved none, or they were deleted"
-    raise MorphMLError(f"experiment {experiment_id}'s best task {best.id} has no weights ({why})")
+    raise MorphMLError(f"{who or f'task {task_id}'} has no weights ({why})")
+
+
+def weights_note(weights: Path, class_name: str) -> str:
+    """The comment heading exported source whose trained weights were downloaded beside it."""
+    return (
+        f"# Trained weights: {weights} (the state_dict the worker trained). Load them with\n"
+        f"# net = {class_name}(); net.load_state_dict(torch.load({str(weights)!r},\n"
+        "# weights_only=True)); net.eval()\n"
+    )
 
 
 def download(client: Client, task_id: int, name: str, output: Path | None) -> Path:

@@ -27,7 +27,7 @@ from morphml.cli.local_search import LOCAL_COLUMNS, local_rows, run_local_search
 from morphml.cli.plots import plot_convergence, plot_pareto
 from morphml.cli.specs import load_spec
 from morphml.cli.watch import first_error, watch_experiment
-from morphml.client import Client
+from morphml.client import Client, Task
 from morphml.errors import MorphMLError
 
 app = typer.Typer(
@@ -161,27 +161,42 @@ def export(
     task: Annotated[int | None, typer.Option(help="Task id (default: the best).")] = None,
     format: Annotated[str, typer.Option(help="pytorch or json.")] = "pytorch",
     output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="Also download the task's trained weights to this file.")
+    ] = None,
 ) -> None:
-    """Export an architecture as standalone PyTorch source or JSON."""
+    """Export an architecture as standalone PyTorch source or JSON (with --weights, its trained
+    weights too, sha256-checked; the source then says how to load them)."""
     if format not in ("pytorch", "json"):
         raise MorphMLError(f"--format: expected pytorch or json, got {format!r}")
     client = State.client()
-    if task is None:
-        chosen = client.best(experiment_id)
-    else:
-        matches = [t for t in client.tasks(experiment_id) if t.id == task]
-        if not matches:
-            raise MorphMLError(f"--task: experiment {experiment_id} has no task {task}")
-        chosen = matches[0]
+    chosen = _export_task(client, experiment_id, task)
     architecture = Architecture.from_dict(chosen.candidate["architecture"])
-    text = (
-        architecture.to_pytorch_source() if format == "pytorch" else architecture.to_json() + "\n"
-    )
+    if format == "json":
+        text = architecture.to_json() + "\n"
+    else:
+        note = "" if weights is None else artifact_cli.weights_note(weights, "Net")
+        text = note + architecture.to_pytorch_source()
+    if weights is not None:
+        stored = artifact_cli.task_weights(client, chosen.id)
+        path = artifact_cli.download(client, chosen.id, stored.name, weights)
+        # stderr: with no --output the source itself goes to stdout
+        done = f"wrote {path} (task {chosen.id}'s {stored.name}, sha256 checked)"
+        errors.print(done, markup=False)
     if output is None:
         sys.stdout.write(text)
     else:
         output.write_text(text)
         console.print(f"wrote {output}")
+
+
+def _export_task(client: Client, experiment_id: int, task: int | None) -> Task:
+    if task is None:
+        return client.best(experiment_id)
+    matches = [t for t in client.tasks(experiment_id) if t.id == task]
+    if not matches:
+        raise MorphMLError(f"--task: experiment {experiment_id} has no task {task}")
+    return matches[0]
 
 
 @app.command()

@@ -112,3 +112,39 @@ def test_the_mnist_demo_ends_with_the_best_models_trained_weights(tmp_path: Path
     net = namespace["BestNet"]()
     net.load_state_dict(torch.load(run_dir / "best_model.pt", weights_only=True))
     assert experiment["best"]["task_id"] >= 1
+
+
+def test_export_weights_downloads_the_tasks_weights_and_the_source_says_how_to_load_them(
+    trained: tuple[str, int], tmp_path: Path
+) -> None:
+    url, experiment_id = trained
+    with Client(url) as client:
+        (kept, *_) = [a for a in client.artifacts(experiment_id) if a.kind == "weights"]
+        (task,) = [t for t in client.tasks(experiment_id) if t.id == kept.task_id]
+    args = ["export", str(experiment_id), "--task", str(task.id), "--weights", "net.pt"]
+    result = run(url, *args, cwd=tmp_path)  # the source on stdout, the note on stderr
+    assert result.returncode == 0, result.stderr
+    assert "sha256 checked" in result.stderr and "sha256" not in result.stdout
+    assert "net.load_state_dict(torch.load('net.pt'" in result.stdout
+    namespace: dict[str, Any] = {}
+    exec(compile(result.stdout, "model.py", "exec"), namespace)
+    net = namespace["Net"]()
+    net.load_state_dict(torch.load(tmp_path / "net.pt", weights_only=True))
+    assert abs(score(net, task.candidate) - (task.metrics or {})["val_accuracy"]) <= 0.005
+    missing = [
+        t.id for t in client_tasks(url, experiment_id) if t.id not in weighted(url, experiment_id)
+    ]
+    answer = run(url, "export", str(experiment_id), "--task", str(missing[0]), "--weights", "x.pt",
+                 cwd=tmp_path)  # fmt: skip
+    assert answer.returncode == 2 and "has no weights" in answer.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+def client_tasks(url: str, experiment_id: int) -> list[Any]:
+    with Client(url) as client:
+        return client.tasks(experiment_id)
+
+
+def weighted(url: str, experiment_id: int) -> set[int]:
+    with Client(url) as client:
+        return {a.task_id for a in client.artifacts(experiment_id) if a.kind == "weights"}
