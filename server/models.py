@@ -65,6 +65,9 @@ class EventKind(StrEnum):
     """A retryable failure put the task back to pending."""
     LEASE_EXPIRED = "lease_expired"
     """Heartbeats stopped: the reaper put the task back to pending (or failed it)."""
+    RESUMED = "resumed"
+    """The attempt that completed went on from a checkpoint (detail: `from_epoch`); recorded
+    with its result, from the `resumed_from_epoch` its final metrics carry."""
     COMPLETED = "completed"
     FAILED = "failed"
     PRUNED = "pruned"

@@ -89,7 +89,12 @@ def evaluate(
     optimizer = make_optimizer(model, config)
     shuffle = torch.Generator().manual_seed(config.seed)
     done = checkpoints.resume(model, optimizer, shuffle, device)
-    resumed = {"resumed_from_epoch": float(done)} if done else {}
+    # A resumed attempt says where it went on from and how many epochs it trained itself.
+    resumed = {
+        "resumed_from_epoch": float(done),
+        "epochs_trained": float(max(0, config.epochs - done)),
+    }
+    resumed = resumed if done else {}
     if not done and checkpoints.warm_start(model, device):
         resumed = {"warm_started": 1.0}
     started = time.perf_counter()

@@ -338,6 +338,7 @@ def complete(
                 f"task {task_id} is {locked.state}; its result is not needed any more"
             )
         task = _finish(connection, locked, TaskState.COMPLETED, metrics=metrics)
+        _resumed_event(connection, locked, metrics)
         _event(connection, locked, EventKind.COMPLETED, {"late": True} if late else None)
         due = _refill_due(connection, locked)
         artifacts = _has_artifacts(connection, locked.experiment_id)
@@ -465,6 +466,14 @@ def _event(
 ) -> None:
     """Record `kind` for the task as it stood when locked or claimed (its attempt and worker)."""
     connection.execute(S.ADD_EVENT, _event_params(task, kind, detail))
+
+
+def _resumed_event(connection: Connection, task: Row, metrics: dict[str, float]) -> None:
+    """Where a resumed attempt went on from: the evaluator reports it with the result (the
+    `train` evaluator's `resumed_from_epoch`), so the timeline shows what the retry cost."""
+    epoch = metrics.get("resumed_from_epoch")
+    if epoch is not None and epoch >= 1:
+        _event(connection, task, EventKind.RESUMED, {"from_epoch": int(epoch)})
 
 
 def _event_params(

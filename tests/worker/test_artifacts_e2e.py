@@ -77,6 +77,11 @@ def test_a_worker_killed_mid_training_is_resumed_elsewhere_from_its_checkpoint(
     (task,) = cluster.admin.tasks(experiment_id)
     assert task.attempt == 2 and task.metrics is not None
     assert task.metrics["resumed_from_epoch"] == resumed_from and 2 <= resumed_from < 4
+    assert task.metrics["epochs_trained"] == 4 - resumed_from  # the remaining epochs only
+    events = _admin_get(cluster, f"/ui/api/tasks/{task.id}").json()["events"]
+    (resumed,) = [e for e in events if e["kind"] == "resumed"]
+    assert resumed["detail"] == {"from_epoch": resumed_from} and resumed["attempt"] == 2
+    assert [e["kind"] for e in events][-2:] == ["resumed", "completed"]
     kept = {a.name: a for a in artifacts(cluster, experiment_id)}
     assert set(kept) == {"weights.pt"}  # the checkpoint went when the task finished
     assert kept["weights.pt"].status == "stored" and kept["weights.pt"].kind == "weights"
