@@ -102,6 +102,11 @@ def collect_in_background(engine: Engine, store: ArtifactStore, experiment_id: i
     _spawn(functools.partial(collect, engine, store, experiment_id=experiment_id))
 
 
+def in_flight() -> int:
+    """How many background clean-ups have not finished (tests wait for none)."""
+    return len(_background)
+
+
 async def wait_for_background() -> None:
     """Let this loop's clean-ups finish (the lifespan's end, before the engine is disposed)."""
     loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from morphml.wire import LEASE_TOKEN_HEADER
+from server.artifacts import cleanup
 from tests.server.artifact_support import put, sha
 from tests.server.support import spec
 
@@ -33,8 +34,13 @@ def claim(client: TestClient, worker_id: int) -> dict[str, Any]:
 
 
 def complete(client: TestClient, task: dict[str, Any], value: float) -> None:
+    """Complete, then wait for the clean-up it started: a late one would race the next
+    completion's promotion (and, by design, drop weights no promotion needed yet)."""
     body = {"lease_token": task["lease_token"], "metrics": {"val_accuracy": value}}
     assert client.post(f"/v1/tasks/{task['id']}/complete", json=body).status_code == 200
+    deadline = time.monotonic() + 10
+    while cleanup.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def rung_zero_then_promotion(

@@ -107,7 +107,9 @@ def test_pause_resume_cancel(server: str, tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
     import yaml
 
-    path.write_text(yaml.safe_dump(spec("lifecycle", 500)))
+    # No worker carries this label: the experiment stays running (its tasks pending) until the
+    # CLI pauses it, however fast the workers are.
+    path.write_text(yaml.safe_dump(spec("lifecycle", 500, resources={"labels": {"pool": "none"}})))
     submitted = run(server, "submit", str(path))
     experiment_id = submitted.stdout.split()[1]
     assert "paused" in run(server, "pause", experiment_id).stdout
