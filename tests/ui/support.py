@@ -77,6 +77,24 @@ def digits_space() -> dict[str, Any]:
     )
 
 
+def long_space() -> dict[str, Any]:
+    """Digits MLPs with two hidden layers: 576 candidates, so an experiment of a few hundred
+    evaluations stays running for minutes (warm workers exhaust `digits_space` in seconds)."""
+    units = [8, 16, 24, 32, 48, 64, 96, 128]
+    return (
+        SearchSpace("digits-mlp-2")
+        .add_layers(
+            Layer.input(shape=(64,)),
+            Layer.dense(units=units),
+            Layer.activation(["relu", "tanh", "gelu"]),
+            Layer.dense(units=units),
+            Layer.dropout(rate=[0.0, 0.2], optional=True),
+            Layer.output(units=10),
+        )
+        .to_dict()
+    )
+
+
 def train_spec(name: str, evaluations: int, **overrides: Any) -> dict[str, Any]:
     """Real training on digits, an accuracy per epoch (learning curves), a median pruner."""
     spec = {

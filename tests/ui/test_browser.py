@@ -23,6 +23,7 @@ from tests.ui.support import (
     HOSTILE_NAME,
     Cluster,
     chromium,
+    long_space,
     pareto_spec,
     screenshot_dir,
     train_spec,
@@ -46,7 +47,7 @@ class Dashboard:
 
     def start_live(self) -> int:
         """A long experiment, submitted once the others are done (workers are free for it)."""
-        spec = train_spec("live", 400, parallelism=2, pruner=None)
+        spec = train_spec("live", 400, parallelism=2, pruner=None, search_space=long_space())
         self.live = self.client.create_experiment(spec).id
         return self.live
 
