@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,6 +127,21 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def _set_wal(cursor: Any, patience: float) -> None:
+    """Switch a new database to WAL. Switching needs an exclusive lock and SQLite answers
+    "database is locked" at once, without its busy handler, when another process (a second
+    `migrate` starting beside this one) holds the file: retry for up to `patience` seconds."""
+    deadline = time.monotonic() + max(patience, 1.0)
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -132,7 +149,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _set_wal(cursor, busy_timeout_ms / 1000)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()

@@ -205,6 +205,10 @@ class TaskRun:
         started = time.monotonic()
         interval = (self.task.lease_seconds or 60) / 3
         last_beat, latest = started, dict[str, float]()
+        # The first report goes at once, later ones at most every `min_heartbeat_gap`: a task
+        # of a second (a warm process training a small model) still shows its curve, and the
+        # pruners get its first step.
+        reported = False
         timeout = self._timeout()
         while True:
             outcome = evaluation.poll()
@@ -222,12 +226,12 @@ class TaskRun:
                 # A hang or a too-slow candidate: another attempt would most likely hang as well.
                 return Outcome(error=f"timed out after {timeout:.0f}s", retryable=False)
             if now - last_beat >= interval or (
-                reports and now - last_beat >= self.context.min_heartbeat_gap
+                reports and (not reported or now - last_beat >= self.context.min_heartbeat_gap)
             ):
                 dropped = self._heartbeat(latest, deadline=now + interval)
                 if dropped is not None:
                     return Outcome(dropped=dropped)
-                last_beat = now
+                last_beat, reported = now, reported or bool(reports)
             # Wakes as soon as the child answers (an abort kills it, which wakes us too).
             evaluation.wait(self.context.poll_interval)
 
