@@ -1,14 +1,14 @@
 """The evaluation process of one slot: `python -m worker.child CMD_FD REPLY_FD`.
 
 It serves tasks one after another: each line on the command pipe names a task dir holding the
-task's `spec.json` (architecture, budget, evaluator); the process evaluates it there, with its
-stdout and stderr in the task's `child.log`, and answers on the reply pipe with one JSON line per
-intermediate report (`{"report": {...}}`), one per file to upload (`{"checkpoint": {...}}`,
-`{"artifact": {...}}`: `morphml.evaluators.context`) and one with the result (`{"result":
-{"metrics": ...}}` or `{"result": {"error", "retryable"}}`, plus `rss_mb`, its resident memory
-after the task). A spec may name the files the task starts from (`checkpoint`, `warm_start`:
-local paths the agent downloaded); the evaluator finds them in its context. It exits at the end
-of the command pipe (the agent retired it) or when the agent dies.
+task's `spec.json` (architecture, budget, evaluator, the candidate's `meta`); the process
+evaluates it there, with its stdout and stderr in the task's `child.log`, and answers on the
+reply pipe with one JSON line per intermediate report (`{"report": {...}}`), one per file to
+upload (`{"checkpoint": {...}}`, `{"artifact": {...}}`: `morphml.evaluators.context`) and one
+with the result (`{"result": {"metrics": ...}}` or `{"result": {"error", "retryable"}}`, plus
+`rss_mb`, its resident memory after the task). A spec may name the files the task starts from
+(`checkpoint`, `warm_start`: local paths the agent downloaded); the evaluator finds them in its
+context. It exits at the end of the command pipe (the agent retired it) or when the agent dies.
 
 Imports, the CUDA context and cached datasets stay from one task to the next; what must not carry
 over is reset at the start of each task (`seed_everything`) and after it (`release_memory`), so
@@ -87,11 +87,13 @@ def run_task(task_dir: Path, send: Send) -> dict[str, Any]:
 def task_context(task_dir: Path, spec: dict[str, Any], send: Send) -> context.TaskContext:
     """What the evaluator's `morphml.evaluators.context` says for this task."""
     checkpoint, warm_start = (spec.get(key) for key in ("checkpoint", "warm_start"))
+    meta = spec.get("meta")
     return context.TaskContext(
         task_dir,
         send,
         checkpoint=Path(checkpoint) if checkpoint else None,
         warm_start=Path(warm_start) if warm_start else None,
+        meta=meta if isinstance(meta, dict) else {},
     )
 
 

@@ -170,6 +170,8 @@ class TaskRun:
             "architecture": task.candidate["architecture"],
             "budget": task.budget,
             "evaluator": task.evaluator.model_dump(mode="json"),
+            # The optimizer's bookkeeping, for evaluators that act on it (`context.meta()`).
+            "meta": task.candidate.get("meta") or {},
         }
         artifacts = TaskArtifacts(context.api, context.artifacts, task, task_dir)
         spec.update(artifacts.fetch_inputs())  # a resumed attempt's checkpoint, a warm start

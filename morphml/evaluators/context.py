@@ -18,7 +18,11 @@ The worker uploads a saved checkpoint in the background (a newer one supersedes 
 sent) and the other files once the task has completed, before its result is posted. A file is
 read when it is uploaded, so write each checkpoint to a new path or replace it atomically
 (write elsewhere, then `os.replace`). Outside a worker (a plain Python call) `checkpoint()` and
-`warm_start()` are None and the `save_*` calls do nothing.
+`warm_start()` are None, `meta()` is {} and the `save_*` calls do nothing.
+
+`meta()` is the optimizer's `meta` of the running task's candidate (e.g. the `weight_sharing`
+optimizer's `{"phase": "supernet", ...}`): what an evaluator needs to know about the task that
+the architecture and budget do not say.
 
 The worker's evaluation process binds a `TaskContext` around each task (`bound`); each `save_*`
 is one message on its reply pipe to the agent (`{"checkpoint": {...}}`, `{"artifact": {...}}`).
@@ -31,7 +35,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,7 @@ class TaskContext:
     send: Send
     checkpoint: Path | None = None
     warm_start: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 _current: TaskContext | None = None
@@ -71,6 +76,12 @@ def checkpoint() -> Path | None:
 def warm_start() -> Path | None:
     """A promoted task's (ASHA, Hyperband) lower-rung final weights, or None."""
     return _current.warm_start if _current is not None else None
+
+
+def meta() -> dict[str, Any]:
+    """The running task's candidate `meta` (a copy: the evaluator cannot change it for the next
+    caller), or {} outside a worker or when the candidate has none."""
+    return dict(_current.meta) if _current is not None else {}
 
 
 def save_checkpoint(path: PathLike, epoch: int) -> None:
