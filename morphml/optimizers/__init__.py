@@ -9,6 +9,7 @@ from morphml.optimizers.base import (
     OptimizerError,
     Outcome,
 )
+from morphml.optimizers.differential_evolution import DifferentialEvolution
 from morphml.optimizers.genetic import Genetic
 from morphml.optimizers.hyperband import ASHA, Hyperband
 from morphml.optimizers.local_search import LocalSearch
@@ -28,6 +29,7 @@ __all__ = [
     "ASHAPruner",
     "AcceptsKnown",
     "Candidate",
+    "DifferentialEvolution",
     "Genetic",
     "Hyperband",
     "KnownHashes",

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from morphml.optimizers.base import Objective, Optimizer, OptimizerError
+from morphml.optimizers.differential_evolution import DifferentialEvolution
 from morphml.optimizers.genetic import Genetic
-from morphml.optimizers.hyperband import ASHA, Hyperband
+from morphml.optimizers.hyperband import ASHA, BOHB, Hyperband
 from morphml.optimizers.local_search import LocalSearch
 from morphml.optimizers.nsga2 import NSGA2
 from morphml.optimizers.random_search import RandomSearch
@@ -24,9 +25,11 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "local_search": LocalSearch,
     "simulated_annealing": SimulatedAnnealing,
     "surrogate": SurrogateSearch,
+    "differential_evolution": DifferentialEvolution,
     "nsga2": NSGA2,
     "asha": ASHA,
     "hyperband": Hyperband,
+    "bohb": BOHB,  # Hyperband with sampler="surrogate"
     # The default is the optimizer that bench/search_quality.py found best (see bench/README.md).
     "default": SurrogateSearch,
 }

@@ -36,6 +36,7 @@ OBJECTIVES = [
 SMALL = {
     "regularized_evolution": {"population_size": 5, "sample_size": 2},
     "genetic": {"population_size": 5, "elitism": 1},
+    "differential_evolution": {"population_size": 5},
     "surrogate": {"initial_samples": 4, "random_pool": 20, "mutations": 5},
     "default": {"initial_samples": 4, "random_pool": 20, "mutations": 5},
     "nsga2": {"population_size": 6},
