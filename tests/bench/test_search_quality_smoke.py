@@ -29,7 +29,8 @@ def test_smoke_run_prints_the_table(tmp_path: Path) -> None:
     result = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=300, check=True
     )
-    assert "| surrogate | sequential |" in result.stdout
+    assert "| default | sequential |" in result.stdout
+    assert "minus optuna_tpe, paired by seed" in result.stdout
     assert "| optuna_tpe | 8 in flight |" in result.stdout
     assert "hyperband:" in result.stdout
     assert out.exists()
