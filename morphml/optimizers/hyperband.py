@@ -5,6 +5,9 @@ promotes a candidate that is in the top 1/eta of its rung (trying the highest ru
 next budget; if none qualifies, it starts a new random architecture at the bottom rung. Nobody
 waits for a rung to fill, so workers never idle (Li et al. 2020). Hyperband runs several such
 brackets, each starting at a higher rung, and hands new architectures to them in turn.
+`sampler` says how a new architecture is proposed: "random" (Li et al.), or "surrogate": by the
+GP's expected improvement on the highest rung with `min_points` results, as BOHB does with its
+density model (Falkner et al. 2018; `BOHB` is Hyperband with that sampler, see _rung_model.py).
 A promoted architecture is the same architecture at a larger `Candidate.budget`; its meta says
 which budget it was promoted from (`promoted_from`), so a server can start it from the weights
 that lower rung trained.
@@ -15,10 +18,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from morphml.optimizers._params import check_int
+from morphml.optimizers._rung_model import RungModel
 from morphml.optimizers._search import SearchBase
 from morphml.optimizers._state import draw_new
 from morphml.optimizers.base import Candidate, Objective, OptimizerError, Outcome
 from morphml.space.base import Space
+
+SAMPLERS = ("random", "surrogate")
 
 
 class ASHA(SearchBase):
@@ -33,11 +40,18 @@ class ASHA(SearchBase):
         max_budget: float = 27,
         eta: int = 3,
         brackets: int = 1,
+        sampler: str = "random",
+        min_points: int = 10,
     ) -> None:
         budgets = _budgets(min_budget, max_budget, eta)
         if not isinstance(brackets, int) or not 1 <= brackets <= len(budgets):
             raise ValueError(f"brackets must be an int in [1, {len(budgets)}], got {brackets!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        check_int("min_points", min_points, 2)
         super().__init__(space, objectives, seed)
+        # None keeps the random sampler's state exactly as it was before samplers existed.
+        self.model = RungModel(space, min_points) if sampler == "surrogate" else None
         self.budgets, self.eta, self.brackets = budgets, eta, brackets
         self.rungs: list[dict[str, Any]] = [{} for _ in budgets]  # hash -> {"config", "score"}
         self.promoted: list[list[str]] = [[] for _ in budgets]  # hashes sent on from each rung
@@ -81,7 +95,10 @@ class ASHA(SearchBase):
         return None
 
     def _new(self) -> Candidate | None:
-        architecture = draw_new(self.space, self.rng, self.is_new)
+        architecture = None
+        if self.model is not None:
+            architecture = self.model.propose(self.rungs, self.rng, self.is_new)
+        architecture = architecture or draw_new(self.space, self.rng, self.is_new)
         if architecture is None:
             return None
         self.seen.add(architecture.hash)
@@ -101,18 +118,23 @@ class ASHA(SearchBase):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             **super().state_dict(),
             "rungs": self.rungs,
             "promoted": self.promoted,
             "started": self.started,
         }
+        if self.model is not None:
+            state["model"] = self.model.state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.rungs = [dict(rung) for rung in state["rungs"]]
         self.promoted = [list(hashes) for hashes in state["promoted"]]
         self.started = int(state["started"])
+        if self.model is not None and "model" in state:
+            self.model.load(state["model"])
 
 
 class Hyperband(ASHA):
@@ -127,9 +149,32 @@ class Hyperband(ASHA):
         max_budget: float = 27,
         eta: int = 3,
         brackets: int | None = None,
+        sampler: str = "random",
+        min_points: int = 10,
     ) -> None:
         count = len(_budgets(min_budget, max_budget, eta)) if brackets is None else brackets
-        super().__init__(space, objectives, seed, min_budget, max_budget, eta, count)
+        super().__init__(
+            space, objectives, seed, min_budget, max_budget, eta, count, sampler, min_points
+        )
+
+
+class BOHB(Hyperband):
+    """Hyperband whose new architectures come from the GP surrogate (sampler "surrogate")."""
+
+    def __init__(
+        self,
+        space: Space,
+        objectives: list[Objective],
+        seed: int | None = None,
+        min_budget: float = 1,
+        max_budget: float = 27,
+        eta: int = 3,
+        brackets: int | None = None,
+        min_points: int = 10,
+    ) -> None:
+        super().__init__(
+            space, objectives, seed, min_budget, max_budget, eta, brackets, "surrogate", min_points
+        )
 
 
 def _budgets(min_budget: float, max_budget: float, eta: int) -> list[float]:
