@@ -10,7 +10,15 @@ from functools import cached_property
 from typing import Any
 
 from morphml.errors import ArchitectureError
-from morphml.ops import COMMUTATIVE_OPS, OPS, Params, Shape, normalize_params
+from morphml.ops import (
+    CHANNELWISE_OPS,
+    COMMUTATIVE_OPS,
+    OPS,
+    Params,
+    Shape,
+    absorbs_channel_order,
+    normalize_params,
+)
 
 
 @dataclass(frozen=True)
@@ -139,16 +147,42 @@ class Architecture:
 
     @cached_property
     def hash(self) -> str:
-        """Canonical hash: a Merkle hash of the DAG from the output back, ids ignored."""
+        """Canonical hash: a Merkle hash of the DAG from the output back, ids ignored.
+
+        The inputs of `add` are unordered. So are those of a `concat` whose channel order does
+        not matter: when every path from it reaches a channel-mixing layer (an ungrouped conv,
+        a dense layer) through per-channel ops only, its inputs listed in another order build
+        the same network up to which weights are which, so both orders get one hash.
+        """
+        has_concat = any(node.op == "concat" for node in self.nodes.values())
+        order_free = self._channel_order_free() if has_concat else set()
         digests: dict[str, str] = {}
         for nid in self.order:
             node = self.nodes[nid]
             parents = [digests[source] for source in node.inputs]
-            if node.op in COMMUTATIVE_OPS:
+            if node.op in COMMUTATIVE_OPS or (node.op == "concat" and nid in order_free):
                 parents.sort()
             payload = json.dumps([node.op, node.params, parents], sort_keys=True)
             digests[nid] = hashlib.sha256(payload.encode()).hexdigest()
         return digests[self.output_id]
+
+    def _channel_order_free(self) -> set[str]:
+        """Nodes whose output channels may be permuted without changing what the network can
+        compute: every consumer absorbs the permutation or passes it on per channel to such."""
+        consumers: dict[str, list[Node]] = {nid: [] for nid in self.nodes}
+        for node in self.nodes.values():
+            for source in node.inputs:
+                consumers[source].append(node)
+        free: set[str] = set()
+        for nid in reversed(self.order):
+            users = consumers[nid]
+            if users and all(
+                absorbs_channel_order(user.op, user.params)
+                or (user.op in CHANNELWISE_OPS and user.id in free)
+                for user in users
+            ):
+                free.add(nid)
+        return free
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Architecture) and self.hash == other.hash

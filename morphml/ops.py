@@ -2,11 +2,16 @@
 
 Shapes exclude the batch dimension: (C, H, W) for feature maps, (F,) for flat vectors.
 FLOPs are counted as multiply-accumulates (the NAS convention, e.g. NAS-Bench-201's "flops").
+
+Parameters are part of an architecture's canonical hash, and hashes are stored task keys. A
+parameter added to an existing op therefore carries `omit_default=True`: a node at its default
+leaves it out, so every architecture built before the parameter existed keeps its hash.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +23,8 @@ Params = dict[str, Any]
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "sigmoid", "identity")
 REQUIRED = object()
+# A user-defined cell op's name: it is printed into exported source and dashboards.
+CELL_OP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def _positive_int(value: Any) -> bool:
@@ -44,11 +51,16 @@ def _optional_positive_int(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class ParamRule:
-    """One parameter of an op: its default (or REQUIRED), a check, and what the check expects."""
+    """One parameter of an op: its default (or REQUIRED), a check, and what the check expects.
+
+    `omit_default`: the normalized node leaves the parameter out when it holds its default (for
+    parameters added after hashes were stored; read them with `p.get(name, default)`).
+    """
 
     default: Any
     check: Callable[[Any], bool]
     expects: str
+    omit_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,19 +98,31 @@ def _window(op: str, size: int, kernel: int, stride: int, padding: int) -> int:
     return out
 
 
+def conv_padding(p: Params) -> int:
+    """ "Same" padding of a conv2d node: half the dilated kernel (PyTorch's `padding`)."""
+    return int(p.get("dilation", 1)) * (int(p["kernel_size"]) // 2)
+
+
 def _conv_shape(shapes: list[Shape], p: Params) -> Shape:
-    _, h, w = _spatial("conv2d", shapes[0])
-    k, s = p["kernel_size"], p["stride"]
-    return (p["filters"], _window("conv2d", h, k, s, k // 2), _window("conv2d", w, k, s, k // 2))
+    cin, h, w = _spatial("conv2d", shapes[0])
+    groups = p.get("groups", 1)
+    if cin % groups or p["filters"] % groups:
+        raise ArchitectureError(
+            f"conv2d: groups={groups} must divide its {cin} input and {p['filters']} output "
+            "channels"
+        )
+    k = p.get("dilation", 1) * (p["kernel_size"] - 1) + 1  # the dilated kernel's extent
+    s, pad = p["stride"], conv_padding(p)
+    return (p["filters"], _window("conv2d", h, k, s, pad), _window("conv2d", w, k, s, pad))
 
 
 def _conv_params(shapes: list[Shape], p: Params) -> int:
     cin, k, filters = shapes[0][0], int(p["kernel_size"]), int(p["filters"])
-    return cin * k * k * filters + (filters if p["bias"] else 0)
+    return cin // int(p.get("groups", 1)) * k * k * filters + (filters if p["bias"] else 0)
 
 
 def _conv_flops(shapes: list[Shape], p: Params, out: Shape) -> int:
-    return shapes[0][0] * int(p["kernel_size"]) ** 2 * math.prod(out)
+    return shapes[0][0] // int(p.get("groups", 1)) * int(p["kernel_size"]) ** 2 * math.prod(out)
 
 
 def _pool_shape(op: str) -> Callable[[list[Shape], Params], Shape]:
@@ -129,12 +153,23 @@ def _add_shape(shapes: list[Shape], p: Params) -> Shape:
     return shapes[0]
 
 
+def _concat_shape(shapes: list[Shape], p: Params) -> Shape:
+    maps = [_spatial("concat", shape) for shape in shapes]
+    if any(shape[1:] != maps[0][1:] for shape in maps):
+        raise ArchitectureError(f"concat needs equal spatial sizes, got {shapes}")
+    return (sum(shape[0] for shape in maps), maps[0][1], maps[0][2])
+
+
 def _flatten_shape(shapes: list[Shape], p: Params) -> Shape:
     return (math.prod(shapes[0]),)
 
 
 def _same_shape(shapes: list[Shape], p: Params) -> Shape:
     return shapes[0]
+
+
+def _cell_op_name(value: Any) -> bool:
+    return isinstance(value, str) and CELL_OP_NAME.fullmatch(value) is not None
 
 
 def _input_shape(shapes: list[Shape], p: Params) -> Shape:
@@ -171,6 +206,10 @@ OPS: dict[str, OpSpec] = {
             "kernel_size": ParamRule(3, _positive_int, "a positive int"),
             "stride": ParamRule(1, _positive_int, "a positive int"),
             "bias": ParamRule(True, lambda v: isinstance(v, bool), "true or false"),
+            # Grouped (depthwise when groups = channels) and dilated convolutions, as DARTS's
+            # separable and dilated cell ops use them.
+            "groups": ParamRule(1, _positive_int, "a positive int", omit_default=True),
+            "dilation": ParamRule(1, _positive_int, "a positive int", omit_default=True),
         },
         _conv_shape,
         _conv_params,
@@ -193,9 +232,42 @@ OPS: dict[str, OpSpec] = {
     "output": OpSpec({"units": _UNITS}, _dense_shape("output"), _dense_params, _dense_flops),
     "add": OpSpec({}, _add_shape, min_inputs=2, max_inputs=64),
     "zero": OpSpec({}, _same_shape),
+    # Channel concatenation of feature maps (DARTS concatenates a cell's nodes).
+    "concat": OpSpec({}, _concat_shape, min_inputs=2, max_inputs=64),
+    # A user-defined, shape-preserving op of a cell space (`custom_ops`): MorphML knows only its
+    # name; a python evaluator builds it, or torch_build uses a registered factory. Its size and
+    # FLOPs are unknown here and count as 0.
+    "cell_op": OpSpec(
+        {"name": ParamRule(REQUIRED, _cell_op_name, "an identifier of up to 64 characters")},
+        _same_shape,
+    ),
 }
 
 COMMUTATIVE_OPS = frozenset({"add"})
+# Ops only graph builders emit (several inputs, or a cell's own op); never a sequential layer.
+GRAPH_OPS = frozenset({"add", "zero", "concat", "cell_op"})
+# Ops whose output channels follow their input's order one to one (elementwise or per channel):
+# a permutation of their input's channels only permutes their output's.
+CHANNELWISE_OPS = frozenset(
+    {
+        "activation",
+        "batchnorm",
+        "dropout",
+        "maxpool",
+        "avgpool",
+        "global_avgpool",
+        "global_maxpool",
+        "flatten",
+    }
+)
+
+
+def absorbs_channel_order(op: str, params: Params) -> bool:
+    """True when a permutation of the input's channels changes nothing but which weights are
+    which: an ungrouped conv2d, a dense layer, or a zero."""
+    if op == "conv2d":
+        return bool(params.get("groups", 1) == 1)
+    return op in ("dense", "output", "zero")
 
 
 def normalize_params(op: str, params: Params, where: str) -> Params:
@@ -213,5 +285,7 @@ def normalize_params(op: str, params: Params, where: str) -> Params:
             raise ArchitectureError(f"{where}.{name}: {op} needs {name} ({rule.expects})")
         if not rule.check(value):
             raise ArchitectureError(f"{where}.{name}: expected {rule.expects}, got {value!r}")
+        if rule.omit_default and value == rule.default:
+            continue
         result[name] = list(value) if isinstance(value, tuple) else value
     return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from morphml.architecture import Architecture, Node
-from morphml.ops import Shape
+from morphml.ops import Shape, conv_padding
 
 _ACTIVATIONS = {
     "relu": "ReLU",
@@ -26,12 +26,21 @@ Step = tuple[str, dict[str, Any]]  # (torch.nn class name, keyword arguments)
 
 
 def layer_steps(node: Node, in_shapes: list[Shape]) -> list[Step]:
-    """The nn layers, in order, that compute `node`; empty for input/add/zero."""
+    """The nn layers, in order, that compute `node`; empty for input/add/zero/concat and for a
+    user's `cell_op` (its module comes from the user: `torch_build.register_cell_op`)."""
     p, shape = node.params, in_shapes[0] if in_shapes else ()
     if node.op == "conv2d":
-        k = p["kernel_size"]
-        args = {"in_channels": shape[0], "out_channels": p["filters"], "kernel_size": k}
-        return [("Conv2d", {**args, "stride": p["stride"], "padding": k // 2, "bias": p["bias"]})]
+        args = {
+            "in_channels": shape[0],
+            "out_channels": p["filters"],
+            "kernel_size": p["kernel_size"],
+            "stride": p["stride"],
+            "padding": conv_padding(p),
+            "bias": p["bias"],
+        }
+        # Only when set: the source of every architecture from before they existed is unchanged.
+        args.update({k: p[k] for k in ("groups", "dilation") if k in p})
+        return [("Conv2d", args)]
     if node.op == "batchnorm":
         return [("BatchNorm2d" if len(shape) == 3 else "BatchNorm1d", {"num_features": shape[0]})]
     if node.op == "activation":
@@ -87,6 +96,13 @@ def export_source(architecture: Architecture, class_name: str = "Net") -> str:
             forward.append(f"        {variables[nid]} = {' + '.join(args)}")
         elif node.op == "zero":
             forward.append(f"        {variables[nid]} = torch.zeros_like({args[0]})")
+        elif node.op == "concat":
+            forward.append(f"        {variables[nid]} = torch.cat([{', '.join(args)}], dim=1)")
+        elif node.op == "cell_op":
+            channels = architecture.input_shapes(nid)[0][0]
+            init.append(f"        self.{names[nid]} = cell_op({node.params['name']!r}, {channels})")
+            forward.append(f"        {variables[nid]} = self.{names[nid]}({args[0]})")
+    used = sorted({n.params["name"] for n in architecture.nodes.values() if n.op == "cell_op"})
     batch_shape = ", ".join(str(d) for d in (2, *architecture.input_shape))
     return _TEMPLATE.format(
         hash=architecture.hash,
@@ -97,6 +113,7 @@ def export_source(architecture: Architecture, class_name: str = "Net") -> str:
         forward="\n".join(forward),
         output=variables[architecture.output_id],
         batch_shape=batch_shape,
+        cell_ops=_CELL_OPS_TEMPLATE.format(names=", ".join(used)) if used else "",
     )
 
 
@@ -107,7 +124,7 @@ Architecture hash {hash}: {params:,} parameters, {flops:,} multiply-accumulates 
 
 import torch
 from torch import nn
-
+{cell_ops}
 
 class {class_name}(nn.Module):
     def __init__(self) -> None:
@@ -122,4 +139,14 @@ class {class_name}(nn.Module):
 if __name__ == "__main__":
     model = {class_name}()
     print(model(torch.zeros({batch_shape})).shape)
+'''
+
+# Only in the source of architectures with user-defined cell ops, whose code MorphML never sees.
+_CELL_OPS_TEMPLATE = '''
+
+def cell_op(name: str, channels: int) -> nn.Module:
+    """Your cell ops ({names}): return the module for `name`, mapping a (batch, channels, H, W)
+    tensor to the same shape (the factory registered with morphml.torch_build.register_cell_op).
+    """
+    raise NotImplementedError(f"user-defined cell op {{name!r}}: put its module here")
 '''

@@ -150,7 +150,18 @@ class FloatRangeDomain(BaseModel):
 
 
 Activation = Literal["relu", "gelu", "silu", "tanh", "sigmoid", "identity"]
-Nb201Op = Literal["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+CellOp = Literal[
+    "none",
+    "skip_connect",
+    "nor_conv_1x1",
+    "nor_conv_3x3",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+]
 IntParam = int | list[int] | ChoiceDomain | IntRangeDomain
 FloatParam = float | list[float] | ChoiceDomain | FloatRangeDomain
 BoolParam = bool | list[bool] | ChoiceDomain
@@ -182,6 +193,10 @@ class Conv2dLayer(_Layer):
     kernel_size: IntParam = Field(default=3, description="A positive int.")
     stride: IntParam = Field(default=1, description="A positive int.")
     bias: BoolParam = True
+    groups: IntParam = Field(
+        default=1, description="Grouped conv: divides the input and output channels."
+    )
+    dilation: IntParam = Field(default=1, description="A positive int (1: not dilated).")
 
 
 class BatchnormLayer(_Layer):
@@ -275,18 +290,20 @@ class SequentialSpaceSpec(BaseModel):
 
 
 class CellSpaceSpec(BaseModel):
-    """A NAS-Bench-201 style cell space: every edge of a `num_nodes`-node cell chooses one of
-    `ops`; the cell is stacked 3 x `cells_per_stage` in NAS-Bench-201's macro network
-    (`morphml.CellSpace(...).to_dict()`; the defaults are NAS-Bench-201 itself)."""
+    """A cell space: a `num_nodes`-node cell stacked 3 x `cells_per_stage` in NAS-Bench-201's
+    macro network (`morphml.CellSpace(...).to_dict()`; the defaults are NAS-Bench-201 itself:
+    every edge of the cell chooses one of `ops`). `inputs_per_node` makes each computed node pick
+    that many inputs instead (DARTS: 2, with `cell_inputs` 2 and `cell_output` "concat")."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["cell"]
     name: str = "nas-bench-201"
-    num_nodes: int = Field(default=4, ge=2)
-    ops: list[Nb201Op] = Field(
+    num_nodes: int = Field(default=4, ge=2, description="Nodes of the cell, its inputs included.")
+    ops: list[CellOp | str] = Field(
         default=["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"],
         min_length=1,
+        description="Built-in ops, or names declared in `custom_ops`.",
     )
     input_shape: list[int] = Field(
         default=[3, 32, 32], min_length=3, max_length=3, description="[C, H, W]"
@@ -294,6 +311,25 @@ class CellSpaceSpec(BaseModel):
     stem_channels: int = Field(default=16, ge=1)
     cells_per_stage: int = Field(default=5, ge=1)
     num_classes: int = Field(default=10, ge=1)
+    inputs_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        description="null: every earlier node feeds every computed node (NAS-Bench-201); k: "
+        "each computed node picks k distinct earlier nodes, each with its own op.",
+    )
+    cell_inputs: int = Field(
+        default=1, ge=1, description="The outputs of this many previous cells (DARTS: 2)."
+    )
+    node_aggregation: Literal["sum", "concat"] = Field(
+        default="sum", description="How a node combines its inputs."
+    )
+    cell_output: Literal["last", "sum", "concat"] = Field(
+        default="last", description="The last node, or all computed nodes summed/concatenated."
+    )
+    custom_ops: list[str] = Field(
+        default=[],
+        description="Names of your own shape-preserving ops (built by a python evaluator).",
+    )
 
 
 def _as_is(value: Any) -> Any:

@@ -278,10 +278,14 @@ def _space(space: Mapping[str, Any] | Space | None) -> Space | None:
 def _check_nb201_cell(space: Space) -> None:
     if (
         not isinstance(space, CellSpace)
+        or not space.nb201_form
         or space.num_nodes != 4
         or not set(space.ops) <= set(NB201_OPS)
     ):
-        raise EvaluatorError("search_space: tabular needs a 4-node NAS-Bench-201 cell space")
+        raise EvaluatorError(
+            "search_space: tabular needs a 4-node NAS-Bench-201 cell space (the dense form: "
+            "no inputs_per_node, cell_inputs, node_aggregation, cell_output or custom_ops)"
+        )
 
 
 def _check_dataset_fits(kind: str, dataset: str, space: Space) -> None:

@@ -1,9 +1,11 @@
 """Feature vectors of configs for surrogate models: one-hot choices, scaled ranges, cell paths.
 
 Every space gets one column per (choice variable, option) and one per range variable (scaled to
-[0, 1], in log space for log ranges); an inactive variable leaves its columns at 0. A cell space
-also gets the path encoding of White et al. 2021 (BANANAS): one column per input->output path
-and op sequence, which describes what a cell computes better than its edges do.
+[0, 1], in log space for log ranges); an inactive variable leaves its columns at 0. A cell space of
+NAS-Bench-201's dense form also gets the path encoding of White et al. 2021 (BANANAS): one column
+per input->output path and op sequence, which describes what a cell computes better than its
+edges do. The other cell forms (picked inputs, several cell inputs, concatenated nodes) keep the
+one-hot columns only: their paths are not those edge chains.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ class Encoder:
             for option in options:
                 self.columns[(key, _hashable(option))] = len(self.columns)
         self.paths = (
-            _cell_paths(space, len(self.columns)) if paths and isinstance(space, CellSpace) else {}
+            _cell_paths(space, len(self.columns))
+            if paths and isinstance(space, CellSpace) and space.nb201_form
+            else {}
         )
         self.width = len(self.columns) + sum(len(columns) for columns in self.paths.values())
 
@@ -61,7 +65,8 @@ class Encoder:
 
 
 def _cell_paths(space: CellSpace, offset: int) -> dict[tuple[str, ...], dict[tuple[Any, ...], int]]:
-    """For every input->output path (its edges), a column per sequence of non-'none' ops."""
+    """For every input->output path (its edges), a column per sequence of non-'none' ops
+    (NAS-Bench-201's dense form only: its edges are "j<-i" and its output is the last node)."""
     ops = [op for op in space.ops if op != "none"]
     last = space.num_nodes - 1
     inner = range(1, last)

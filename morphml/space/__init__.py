@@ -1,10 +1,11 @@
-"""Search spaces: the sequential layer DSL, the NAS-Bench-201 cell space, and their JSON form."""
+"""Search spaces: the sequential layer DSL, cell spaces (NAS-Bench-201, DARTS-style, one-input
+graph cells), and their JSON form."""
 
 from typing import Any
 
 from morphml.errors import SpaceError
 from morphml.space.base import Resolver, Space
-from morphml.space.cell import NB201_OPS, CellSpace
+from morphml.space.cell import DARTS_OPS, NB201_OPS, CellEdge, CellSpace, CellStructure, InputSlot
 from morphml.space.domains import Choice, FloatRange, IntRange
 from morphml.space.layers import Layer
 from morphml.space.space import SearchSpace
@@ -23,10 +24,14 @@ def space_from_dict(data: Any) -> Space:
 
 
 __all__ = [
+    "DARTS_OPS",
     "NB201_OPS",
+    "CellEdge",
     "CellSpace",
+    "CellStructure",
     "Choice",
     "FloatRange",
+    "InputSlot",
     "IntRange",
     "Layer",
     "Resolver",

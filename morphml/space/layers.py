@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from morphml.errors import SpaceError
-from morphml.ops import ACTIVATIONS, OPS, REQUIRED
+from morphml.ops import ACTIVATIONS, GRAPH_OPS, OPS, REQUIRED
 from morphml.space.domains import Domain, as_domain, possible_values
 
 
@@ -72,8 +72,8 @@ def _plain(value: Any) -> Any:
 def make_layer(op: str, params: dict[str, Any], optional: bool, where: str) -> LayerSpec:
     """Check a layer's op and every value its parameters may take; errors name `where`."""
     spec = OPS.get(op)
-    if spec is None or op in ("add", "zero"):
-        known = sorted(set(OPS) - {"add", "zero"} | {"repeat", "residual"})
+    if spec is None or op in GRAPH_OPS:
+        known = sorted(set(OPS) - GRAPH_OPS | {"repeat", "residual"})
         raise SpaceError(f"{where}.type: unknown layer {op!r}; known: {known}")
     for name in params:
         if name not in spec.params:

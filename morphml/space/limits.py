@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from morphml.errors import SpaceError
+from morphml.space.cell_ops import primitive_count
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,27 @@ def _cell_cost(data: dict[str, Any], limits: SpaceLimits) -> _Cost:
         limits.max_cells_per_stage,
         "max_cells_per_stage",
     )
-    edges = nodes * (nodes - 1) / 2
-    # Three stages of cells (each edge up to three ops: relu, conv, batchnorm), plus stem,
-    # reductions and head.
-    return _Cost(nodes=3 * cells * (3 * edges + nodes) + 20, variables=edges)
+    inputs = _largest(data.get("cell_inputs", 1))
+    picks = _largest(data.get("inputs_per_node"))
+    if picks:  # each computed node picks this many inputs: a source and an op each
+        slots = picks * max(0.0, nodes - inputs)
+        variables = 2 * slots
+    else:  # the dense form: an edge from every earlier node into every computed one
+        slots = max(0.0, nodes * (nodes - 1) / 2 - inputs * (inputs - 1) / 2)
+        variables = slots
+    concat = 4  # concat, ReLU, conv 1x1, BN
+    per_cell = _largest_op(data.get("ops")) * slots + nodes
+    per_cell += nodes * concat if data.get("node_aggregation") == "concat" else 0
+    per_cell += concat if data.get("cell_output") in ("sum", "concat") else 0
+    # Three stages of cells, plus stem, reductions and head.
+    return _Cost(nodes=3 * cells * per_cell + 20, variables=variables)
+
+
+def _largest_op(ops: Any) -> float:
+    """Primitive nodes of the costliest listed op (NAS-Bench-201's convs, 3, when unreadable)."""
+    if not isinstance(ops, list) or not ops:
+        return 3
+    return max(primitive_count(op) if isinstance(op, str) else 1 for op in ops)
 
 
 def _bounded(value: Any, field: str, limit: int, name: str) -> float:

@@ -13,8 +13,9 @@ from pydantic import TypeAdapter
 from starlette.testclient import TestClient
 
 from morphml.cli.demo import mnist_spec, tabular_spec
-from morphml.ops import ACTIVATIONS, OPS
-from morphml.space import NB201_OPS, space_from_dict
+from morphml.ops import ACTIVATIONS, GRAPH_OPS, OPS
+from morphml.space import space_from_dict
+from morphml.space.cell_ops import BUILTIN_OPS
 from morphml.wire import (
     NB201_CELL_SPACE,
     SMALL_SEQUENTIAL_SPACE,
@@ -131,10 +132,12 @@ def test_the_search_space_has_a_documented_schema() -> None:
     assert field["examples"] == [SMALL_SEQUENTIAL_SPACE, NB201_CELL_SPACE]
     sequential = schemas["SequentialSpaceSpec"]["properties"]
     assert set(sequential) == {"type", "name", "layers"}
-    assert set(sequential["layers"]["items"]["discriminator"]["mapping"]) == set(OPS) - {
-        "add",
-        "zero",
-    } | {"repeat", "residual"}
+    assert set(sequential["layers"]["items"]["discriminator"]["mapping"]) == set(
+        OPS
+    ) - GRAPH_OPS | {
+        "repeat",
+        "residual",
+    }
     cell = schemas["CellSpaceSpec"]["properties"]
     assert set(cell) == {
         "type",
@@ -145,8 +148,14 @@ def test_the_search_space_has_a_documented_schema() -> None:
         "stem_channels",
         "cells_per_stage",
         "num_classes",
+        "inputs_per_node",
+        "cell_inputs",
+        "node_aggregation",
+        "cell_output",
+        "custom_ops",
     }
-    assert cell["ops"]["items"]["enum"] == list(NB201_OPS)
+    built_in, custom = cell["ops"]["items"]["anyOf"]
+    assert built_in["enum"] == list(BUILTIN_OPS) and custom == {"type": "string"}
 
 
 def _layer_models() -> dict[str, type[Any]]:
@@ -161,7 +170,7 @@ def _layer_models() -> dict[str, type[Any]]:
 
 def test_documented_layers_match_the_library() -> None:
     models = _layer_models()
-    assert set(models) == set(OPS) - {"add", "zero"} | {"repeat", "residual"}
+    assert set(models) == set(OPS) - GRAPH_OPS | {"repeat", "residual"}
     for op, spec in OPS.items():
         if op in models:
             documented = set(models[op].model_fields) - {"type", "optional"}
