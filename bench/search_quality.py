@@ -293,7 +293,10 @@ def dataset_list(text: str) -> list[str]:
 
 
 def method_list(text: str) -> list[str]:
-    """Names joined by commas; "all" is every ranked optimizer and both Optuna samplers."""
+    """Names joined by commas; "all" is every ranked optimizer and both Optuna samplers, "none"
+    runs nothing (to print the tables of curves given by --with)."""
+    if text == "none":
+        return []
     names = [*ranked(), *OPTUNA] if text == "all" else [n for n in text.split(",") if n]
     unknown = [n for n in names if n not in OPTIMIZERS and n not in OPTUNA]
     if unknown or not names:
@@ -320,6 +323,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timing-tells", type=positive_int, default=1000)
     parser.add_argument("--no-timing", action="store_true", help="skip timing ask+tell")
     parser.add_argument("--out", help="write the raw curves, summary and timings as JSON here")
+    parser.add_argument(
+        "--with",
+        dest="earlier",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="add the curves of an earlier --out (its runs of these seeds and tables) to the "
+        "tables; what this run measures again replaces them",
+    )
     smoke = "{seeds} seed(s), {evals} evaluations, {timing_tells} timed tells, {datasets}"
     parser.add_argument(
         "--smoke", action="store_true", help=f"{smoke.format(**SMOKE)} (overrides those flags)"
@@ -351,10 +363,29 @@ def run_all(args: argparse.Namespace) -> dict[Key, Curves]:
     return results
 
 
+def load_earlier(paths: list[str], args: argparse.Namespace) -> dict[Key, Curves]:
+    """The curves of earlier runs' --out files, kept to this run's seeds and tables: a method
+    measured in another session joins the paired comparison on the same seeds."""
+    seeds = range(args.seed_start, args.seed_start + args.seeds)
+    found: dict[Key, Curves] = {}
+    for path in paths:
+        with open(path) as handle:
+            stored = json.load(handle)["curves"]
+        for label, curves in stored.items():
+            dataset, rest = label.split("/", 1)
+            name, batch = rest.rsplit("@", 1)
+            kept = {
+                int(s): c for s, c in curves.items() if int(s) in seeds and len(c) >= args.evals
+            }
+            if dataset in args.datasets and kept:
+                found.setdefault((dataset, name, int(batch)), {}).update(kept)
+    return found
+
+
 def main() -> None:
     args = parse_args()
     started = time.time()
-    results = run_all(args)
+    results = load_earlier(args.earlier, args) | run_all(args)
     rows = summary(results, args.evals)
     last = args.seed_start + args.seeds - 1
     print(f"load average {os.getloadavg()}; seeds {args.seed_start}-{last}; {args.evals} evals")

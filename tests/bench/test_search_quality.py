@@ -4,7 +4,9 @@ user would pick (best observed value, earliest on a tie), never one picked by hi
 from __future__ import annotations
 
 import itertools
+import json
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +134,17 @@ def test_seed_start_chooses_the_seeds_that_run() -> None:
     results = search_quality.run_all(args)
     assert list(results) == [("cifar100", "random", 1)]
     assert sorted(results[("cifar100", "random", 1)]) == [20, 21]
+
+
+def test_earlier_curves_join_only_for_this_runs_seeds_and_tables(tmp_path: Path) -> None:
+    earlier = tmp_path / "earlier.json"
+    curves = {"19": [0.1] * 3, "20": [0.2] * 3, "21": [0.3] * 2}  # 21 stopped short
+    stored = {"cifar10/tpe@8": curves, "imagenet/tpe@8": curves}
+    earlier.write_text(json.dumps({"curves": stored, "summary": [], "timings": {}}))
+    args = parse_args(
+        ["--seed-start", "20", "--seeds", "5", "--evals", "3", "--datasets", "cifar10"]
+    )
+    assert search_quality.load_earlier([str(earlier)], args) == {
+        ("cifar10", "tpe", 8): {20: [0.2] * 3}
+    }
+    assert parse_args(["--methods", "none"]).methods == []
