@@ -344,23 +344,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_all(args: argparse.Namespace) -> dict[Key, Curves]:
+    """Every job, seed by seed (each seed runs every table, method and mode before the next
+    starts), so that a run stopped early still compares every method on the seeds it finished;
+    with --out, the curves so far are saved after each seed."""
     seeds = range(args.seed_start, args.seed_start + args.seeds)
     jobs = [
         (m, s, args.evals, int(b), d)
+        for s in seeds
         for d in args.datasets
         for m in args.methods
         for b in args.modes.split(",")
-        for s in seeds
     ]
+    per_seed = len(jobs) // len(seeds)
     results: dict[Key, Curves] = {}
+    finished: dict[int, int] = {}
     with multiprocessing.Pool(args.jobs) as pool:
         for (name, seed, _, batch, dataset), curve in pool.imap_unordered(run_one, jobs):
-            curves = results.setdefault((dataset, name, batch), {})
-            curves[seed] = curve
-            if len(curves) == args.seeds:  # progress, for long runs
-                load = os.getloadavg()
-                print(f"done {dataset} {name} batch {batch}; load {load}", flush=True)
+            results.setdefault((dataset, name, batch), {})[seed] = curve
+            finished[seed] = finished.get(seed, 0) + 1
+            if finished[seed] == per_seed:  # progress, for long runs
+                print(f"done seed {seed}; load {os.getloadavg()}", flush=True)
+                if args.out:
+                    save(args.out, results, [], {})
     return results
+
+
+def save(
+    path: str, results: dict[Key, Curves], rows: list[dict[str, object]], timings: dict[str, float]
+) -> None:
+    curves = {f"{d}/{m}@{b}": {str(s): c for s, c in v.items()} for (d, m, b), v in results.items()}
+    with open(path, "w") as handle:
+        json.dump({"curves": curves, "summary": rows, "timings": timings}, handle)
 
 
 def load_earlier(paths: list[str], args: argparse.Namespace) -> dict[Key, Curves]:
@@ -404,11 +418,7 @@ def main() -> None:
         for name, seconds in timings.items():
             print(f"{name}: {seconds * 1000:.2f} ms per ask+tell at {args.timing_tells} tells")
     if args.out:
-        curves = {
-            f"{d}/{m}@{b}": {str(s): c for s, c in v.items()} for (d, m, b), v in results.items()
-        }
-        with open(args.out, "w") as handle:
-            json.dump({"curves": curves, "summary": rows, "timings": timings}, handle)
+        save(args.out, results, rows, timings)
 
 
 if __name__ == "__main__":
