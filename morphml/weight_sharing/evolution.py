@@ -11,7 +11,7 @@ twice, and the search ends early when no new cell turns up, so a tiny space cann
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from morphml.space.cell import CellSpace
 from morphml.weight_sharing.supernet import Path
@@ -34,15 +34,16 @@ class Evolution:
         self.num_ops = len(space.ops)
         self.num_edges = len(space.variables())
         self.scored: dict[str, tuple[float, Path]] = {}  # hash -> (accuracy, path), in order
+        self.hashes: dict[tuple[int, ...], str] = {}  # building a network to hash it is slow
 
     def run(
         self, generations: int, report: Report, step: int, steps: int
     ) -> list[tuple[Path, float]]:
         """Every scored path with its accuracy, best first (ties: the earlier scored)."""
-        population = self.add([self.random_path() for _ in range(self.size * TRIES_PER_CHILD)])
+        population = self.add(self.random_path() for _ in range(self.size * TRIES_PER_CHILD))
         for generation in range(1, generations + 1):
             parents = population[: max(2, self.size // 4)]
-            children = self.add([self.child(parents) for _ in range(self.size * TRIES_PER_CHILD)])
+            children = self.add(self.child(parents) for _ in range(self.size * TRIES_PER_CHILD))
             population = self.best(population + children)[: self.size]
             best = self.scored[population[0]][0] if population else 0.0
             report({
@@ -54,17 +55,24 @@ class Evolution:
                 break  # nothing new to try: the space (or its neighbourhood) is used up
         return [(self.scored[h][1], self.scored[h][0]) for h in self.best(list(self.scored))]
 
-    def add(self, paths: list[Path]) -> list[str]:
-        """Score new cells among `paths` until `self.size` of them; their hashes."""
+    def add(self, paths: Iterator[Path]) -> list[str]:
+        """Score new cells drawn from `paths` until `self.size` of them; their hashes, best
+        first."""
         added: list[str] = []
         for path in paths:
             if len(added) == self.size:
                 break
-            digest = self.space.build(config_of(self.space, path)).hash
+            digest = self.hash(path)
             if digest not in self.scored:
                 self.scored[digest] = (self.score_path(path), path)
                 added.append(digest)
         return self.best(added)
+
+    def hash(self, path: Path) -> str:
+        key = tuple(path)
+        if key not in self.hashes:
+            self.hashes[key] = self.space.build(config_of(self.space, path)).hash
+        return self.hashes[key]
 
     def best(self, hashes: list[str]) -> list[str]:
         order = {h: i for i, h in enumerate(self.scored)}
