@@ -21,11 +21,13 @@ from morphml.optimizers.registry import OPTIMIZERS, make_optimizer
 from morphml.optimizers.regularized_evolution import RegularizedEvolution
 from morphml.optimizers.simulated_annealing import SimulatedAnnealing
 from morphml.optimizers.surrogate import SurrogateSearch
+from morphml.optimizers.tpe import TPE
 
 __all__ = [
     "ASHA",
     "NSGA2",
     "OPTIMIZERS",
+    "TPE",
     "ASHAPruner",
     "AcceptsKnown",
     "Candidate",

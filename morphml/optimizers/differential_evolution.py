@@ -21,7 +21,9 @@ Variables are mutated by type:
   large as the population is diverse, and vanish as it converges.
 
 A variable a lacks (inactive in a, e.g. the units of a dense layer a left out) is left out of
-the mutant; a variable the trial lacks is sampled when the space builds it (`build_valid`).
+the mutant; a variable the trial lacks is sampled when the space builds it. A trial whose shapes
+do not flow counts as one of the proposal's tries (`build`, not `build_valid`: a complete config
+that fails would fail all of `build_valid`'s 200 attempts alike).
 """
 
 from __future__ import annotations
@@ -87,8 +89,8 @@ class DifferentialEvolution(SearchBase):
         mutant = mutate(self.domains, a, b, c, self.mutation_factor, self.rng)
         config = crossover(self.population[target]["config"], mutant, self.crossover_rate, self.rng)
         try:
-            return self.space.build_valid(config, self.rng)
-        except ValueError:  # no valid architecture near this config
+            return self.space.build(config, self.rng)
+        except ValueError:  # its shapes do not flow
             return None
 
     def _observe(self, record: Record) -> None:

@@ -16,6 +16,7 @@ from morphml.optimizers.random_search import RandomSearch
 from morphml.optimizers.regularized_evolution import RegularizedEvolution
 from morphml.optimizers.simulated_annealing import SimulatedAnnealing
 from morphml.optimizers.surrogate import SurrogateSearch
+from morphml.optimizers.tpe import TPE
 from morphml.space.base import Space
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
@@ -26,6 +27,7 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "simulated_annealing": SimulatedAnnealing,
     "surrogate": SurrogateSearch,
     "differential_evolution": DifferentialEvolution,
+    "tpe": TPE,
     "nsga2": NSGA2,
     "asha": ASHA,
     "hyperband": Hyperband,

@@ -37,6 +37,7 @@ SMALL = {
     "regularized_evolution": {"population_size": 5, "sample_size": 2},
     "genetic": {"population_size": 5, "elitism": 1},
     "differential_evolution": {"population_size": 5},
+    "tpe": {"n_startup": 4, "max_observations": 10, "n_candidates": 8},
     "surrogate": {"initial_samples": 4, "random_pool": 20, "mutations": 5},
     "default": {"initial_samples": 4, "random_pool": 20, "mutations": 5},
     "nsga2": {"population_size": 6},
