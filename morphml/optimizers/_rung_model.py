@@ -4,7 +4,10 @@ Falkner et al. 2018 (BOHB) model the largest budget that already holds enough re
 the highest fidelity ranks architectures most like the final training does, and propose at
 random until such a budget exists. We keep that rule but reuse MorphML's default surrogate (the
 GP of _gp.py on the encoding of _encoding.py) instead of BOHB's kernel density estimate, and rank
-a pool by expected improvement: mutations of the rung's best architectures plus random configs.
+a pool by expected improvement: the one-step neighbours and a few mutations of the rung's best
+architectures, plus random configs. The neighbours matter: with mutations and random configs
+alone, EI kept choosing far-away configs for their uncertainty (a small pool holds too few
+promising near ones), and the search did worse than random proposals.
 
 The fitted GP is cached only as a shortcut: it is a function of the rung's results and of the
 hyperparameters kept in the state, so a reloaded optimizer refits exactly the same model.
@@ -28,9 +31,9 @@ from morphml.space.domains import Value
 Config = dict[str, Value]
 Rung = dict[str, dict[str, Any]]  # hash -> {"config": Config, "score": float | None}
 
-POOL_PARENTS = 5  # best architectures of the rung whose mutations join the pool
-POOL_MUTATIONS = 10  # per parent
-POOL_RANDOM = 100
+POOL_PARENTS = 5  # best architectures of the rung whose neighbours and mutations join the pool
+POOL_MUTATIONS = 6  # per parent, besides its neighbours
+POOL_RANDOM = 50
 MAX_POINTS = 200  # the GP's training set at most: cubic cost, and a huge bottom rung is cheap
 MAX_BUILDS = 50  # pool entries tried in EI order before giving up to a random draw
 RETUNE_EVERY = 10  # new results on the modelled rung between hyperparameter searches
@@ -46,6 +49,11 @@ class RungModel:
         self.gp = GaussianProcess()
         self.rung, self.tuned_at = -1, 0  # where and at how many points the GP was last tuned
         self._fitted: tuple[Any, ...] | None = None  # what self.gp is fitted on, if anything
+        # Config keys of every told architecture, gathered from the rungs as they grow: such a
+        # config rebuilds an architecture `is_new` refuses, so skipping it before the (costly)
+        # build changes nothing but the time. Not state: the rungs give it back after a reload.
+        self._told: set[str] = set()
+        self._indexed: list[int] = []
 
     def propose(
         self, rungs: list[Rung], rng: random.Random, is_new: Callable[[str], bool]
@@ -55,7 +63,10 @@ class RungModel:
             return None
         told = _training_set(rungs[rung])
         self._fit(rung, told)
-        pool = _pool(self.space, told, rng)
+        self._index(rungs)
+        pool = [c for c in _pool(self.space, told, rng) if _key(c) not in self._told]
+        if not pool:
+            return None
         mean, std = self.gp.predict(self.encoder.encode(pool))
         gain = expected_improvement(mean, std, max(score for _, score in told))
         for index in np.argsort(-gain, kind="stable")[:MAX_BUILDS]:
@@ -63,6 +74,13 @@ class RungModel:
             if architecture is not None and is_new(architecture.hash):
                 return architecture
         return None
+
+    def _index(self, rungs: list[Rung]) -> None:
+        self._indexed += [0] * (len(rungs) - len(self._indexed))
+        for rung, entries in enumerate(rungs):
+            for entry in list(entries.values())[self._indexed[rung] :]:
+                self._told.add(_key(entry["config"]))
+            self._indexed[rung] = len(entries)
 
     def _modelled_rung(self, rungs: list[Rung]) -> int | None:
         for rung in range(len(rungs) - 1, -1, -1):
@@ -90,7 +108,7 @@ class RungModel:
         rung, tuned_at, length_scale, noise = state
         self.rung, self.tuned_at = int(rung), int(tuned_at)
         self.gp = GaussianProcess(float(length_scale), float(noise))
-        self._fitted = None
+        self._fitted, self._told, self._indexed = None, set(), []
 
 
 def _training_set(rung: Rung) -> list[tuple[Config, float]]:
@@ -109,6 +127,9 @@ def _pool(space: Space, told: list[tuple[Config, float]], rng: random.Random) ->
     domains = sorted(space.variables().items())
     pool: dict[str, Config] = {}
     for config, _ in sorted(told, key=lambda item: -item[1])[:POOL_PARENTS]:
+        for key, domain in domains:
+            for value in domain.neighbours(config[key]) if key in config else ():
+                _add(pool, {**config, key: value})
         for _ in range(POOL_MUTATIONS):
             _add(pool, _mutated(_mutated(config, domains, rng), domains, rng))
     for _ in range(POOL_RANDOM):
@@ -126,7 +147,11 @@ def _mutated(config: Config, domains: list[tuple[str, Any]], rng: random.Random)
 
 
 def _add(pool: dict[str, Config], config: Config) -> None:
-    pool.setdefault(json.dumps(config, sort_keys=True), config)
+    pool.setdefault(_key(config), config)
+
+
+def _key(config: Config) -> str:
+    return json.dumps(config, sort_keys=True)
 
 
 def _try_build(space: Space, config: Config, rng: random.Random) -> Architecture | None:
