@@ -19,6 +19,9 @@ On a worker it also checkpoints after every epoch and hands its final weights (`
 the `state_dict`) to the worker to upload (morphml.evaluators.checkpoints). A resumed attempt
 continues after the epoch of the last attempt's checkpoint and says so (`resumed_from_epoch`);
 a promoted task starts from its lower rung's weights (`warm_started: 1`).
+
+A task whose candidate meta says `"phase": "supernet"` (the `weight_sharing` optimizer's first
+task) trains a supernet over the meta's cell space instead: morphml.evaluators.supernet.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import torch
 from torch import nn
 
 from morphml.architecture import Architecture
-from morphml.evaluators import checkpoints
+from morphml.evaluators import checkpoints, context
 from morphml.evaluators.base import EvaluatorError, Report
 from morphml.evaluators.datasets import Dataset, load_dataset
 from morphml.evaluators.params import parse_params
@@ -81,6 +84,12 @@ def evaluate(
     architecture: Architecture, budget: float | None, params: dict[str, Any], report: Report
 ) -> dict[str, float]:
     config = TrainConfig.from_params(params, budget)
+    meta = context.meta()
+    if meta.get("phase") == "supernet":  # the weight_sharing optimizer's one supernet task
+        # Imported here: morphml.weight_sharing imports this module.
+        from morphml.evaluators import supernet
+
+        return supernet.evaluate(architecture, config, meta, report)
     configure_threads()
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
