@@ -22,6 +22,7 @@ from morphml.optimizers.regularized_evolution import RegularizedEvolution
 from morphml.optimizers.simulated_annealing import SimulatedAnnealing
 from morphml.optimizers.surrogate import SurrogateSearch
 from morphml.optimizers.tpe import TPE
+from morphml.optimizers.weight_sharing import WeightSharing
 
 __all__ = [
     "ASHA",
@@ -46,6 +47,7 @@ __all__ = [
     "RegularizedEvolution",
     "SimulatedAnnealing",
     "SurrogateSearch",
+    "WeightSharing",
     "make_optimizer",
     "make_pruner",
     "pareto_front",

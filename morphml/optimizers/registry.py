@@ -17,6 +17,7 @@ from morphml.optimizers.regularized_evolution import RegularizedEvolution
 from morphml.optimizers.simulated_annealing import SimulatedAnnealing
 from morphml.optimizers.surrogate import SurrogateSearch
 from morphml.optimizers.tpe import TPE
+from morphml.optimizers.weight_sharing import WeightSharing
 from morphml.space.base import Space
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
@@ -31,6 +32,7 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "nsga2": NSGA2,
     "asha": ASHA,
     "hyperband": Hyperband,
+    "weight_sharing": WeightSharing,
     "bohb": BOHB,  # Hyperband with sampler="surrogate"
     # The default is the optimizer that bench/search_quality.py found best (see bench/README.md).
     "default": SurrogateSearch,
