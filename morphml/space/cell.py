@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from morphml.architecture import Architecture
-from morphml.errors import SpaceError
+from morphml.errors import ArchitectureError, SpaceError
 from morphml.ops import CELL_OP_NAME
 from morphml.space.base import Resolver, Space
 from morphml.space.cell_ops import BUILTIN_OPS, DARTS_OPS, NB201_OPS, Graph, edge_op
@@ -223,6 +223,10 @@ class CellSpace(Space):
                 used = taken.setdefault(slot.node, [])
                 free = tuple(s for s in slot.sources if s not in used)
                 source = resolve(slot.source_key, Choice(free))
+                if not isinstance(source, int) or isinstance(source, bool):  # 1.0 and True are
+                    raise ArchitectureError(  # "in" the choice, yet no node index
+                        f"{slot.source_key}: expected an int node index, got {source!r}"
+                    )
                 used.append(source)
             edges.append(CellEdge(slot.node, source, resolve(slot.op_key, ops)))
         return edges
@@ -231,7 +235,10 @@ class CellSpace(Space):
         """The chosen edges of a member's config (e.g. `architecture.config`), in slot order:
         what a python evaluator builds its own model from."""
         resolve = Resolver(random.Random(0), config)
-        edges = self._resolve_edges(resolve)
+        try:
+            edges = self._resolve_edges(resolve)
+        except ArchitectureError as exc:
+            raise SpaceError(f"config.{exc}") from None
         for key, value in resolve.config.items():  # a value the resolver had to draw
             if key not in config or config[key] != value:
                 raise SpaceError(

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 
 from morphml import Architecture, CellSpace, SpaceError, space_from_dict
 from morphml.architecture import Node
+from morphml.errors import ArchitectureError
 from morphml.evaluators.base import EvaluatorError
 from morphml.evaluators.params import check_evaluator
 from morphml.evaluators.tabular import table_key
@@ -116,6 +117,22 @@ def test_edges_read_a_members_config() -> None:
         space.edges({k: v for k, v in architecture.config.items() if k != "4.in0"})
     with pytest.raises(SpaceError, match=r"config\.2\.op0"):
         space.edges({**architecture.config, "2.op0": "sage"})
+    with pytest.raises(SpaceError, match=r"config\.3\.in0: expected an int node index"):
+        space.edges({**architecture.config, "3.in0": 1.0})
+
+
+@pytest.mark.parametrize("bad", [1.0, True, "1"])
+def test_a_source_that_is_no_int_never_builds(bad: Any) -> None:
+    space = gnn()
+    member = space.sample(0)
+    config = {**member.config, "3.in0": bad}
+    assert not space.contains(Architecture(member.nodes.values(), config, "gnn"))
+    try:
+        rebuilt = space.build(config)
+    except ArchitectureError as exc:
+        assert "3.in0: expected an int node index" in str(exc)
+    else:  # "1" is no option at all: redrawn like any invalid value
+        assert isinstance(rebuilt.config["3.in0"], int) and not isinstance(bad, int | float)
 
 
 def test_structure_describes_the_slots() -> None:
