@@ -28,7 +28,7 @@ from morphml.optimizers._state import draw_new
 from morphml.optimizers.base import Candidate, KnownHashes, Objective, OptimizerError, Outcome
 from morphml.optimizers.derived import MAX_METRICS, DerivedConfig, derived_configs, max_top_k
 from morphml.space.base import Space
-from morphml.space.cell import CellSpace, edge_keys
+from morphml.space.cell import CellSpace
 
 METHODS = ("darts", "spos")
 SUPERNET, FINAL, DONE = "supernet", "final", "done"
@@ -61,10 +61,10 @@ class WeightSharing:
                 "search_space: weight_sharing searches a cell space "
                 f'({{"type": "cell", ...}}), not a {type(space).__name__}'
             )
-        if set(space.variables()) != set(edge_keys(space.num_nodes)):
+        if space.inputs_per_node is not None or space.node_aggregation != "sum":
             raise OptimizerError(
-                "search_space: weight_sharing searches the dense (NAS-Bench-201) cell: one op "
-                "per edge"
+                "search_space: weight_sharing searches the dense cell form (inputs_per_node "
+                "null, node_aggregation 'sum'): one op per edge, every edge in the supernet"
             )
         if method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")

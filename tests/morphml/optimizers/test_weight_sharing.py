@@ -314,6 +314,11 @@ def test_only_a_cell_space_and_only_one_that_fits_in_a_result() -> None:
     )
     with pytest.raises(OptimizerError, match="search_space: weight_sharing searches a cell space"):
         make_optimizer("weight_sharing", sequential)
+    for form in ({"inputs_per_node": 1}, {"node_aggregation": "concat"}):
+        with pytest.raises(OptimizerError, match=r"search_space: .* the dense cell form"):
+            make_optimizer("weight_sharing", CellSpace(num_nodes=4, cells_per_stage=1, **form))
+    two_inputs = CellSpace(num_nodes=4, cell_inputs=2, cells_per_stage=1)  # dense: accepted
+    assert make_optimizer("weight_sharing", two_inputs, top_k=2).ask(1)
     with pytest.raises(OptimizerError, match="does not fit in one result's 64 metrics"):
         make_optimizer("weight_sharing", CellSpace(num_nodes=12, cells_per_stage=1))
     with pytest.raises(OptimizerError, match="no parameter 'bogus'"):
