@@ -250,7 +250,8 @@ def check_evaluator(
     """Refuse an evaluator a worker could not run: an unknown kind, an unknown, mistyped or
     out-of-range parameter, a missing required one, or (given the search space, as its dict or
     a `Space`) a space the evaluator cannot evaluate: an input shape or class count that does
-    not fit a known dataset, or a `tabular` evaluator on anything but a NAS-Bench-201 cell.
+    not fit a known dataset, a `tabular` evaluator on anything but a NAS-Bench-201 cell, or a
+    `train` / `proxy` evaluator on a cell space with user-defined ops.
 
     Raises `EvaluatorError` (a `morphml.errors.MorphMLError`) whose message starts with the
     offending field (`evaluator.params.epochs: ...`). A space that cannot be built at all is left
@@ -263,6 +264,11 @@ def check_evaluator(
     if kind == "tabular":
         _check_nb201_cell(built)
     elif kind in ("train", "proxy"):
+        if isinstance(built, CellSpace) and built.custom_ops:  # only user code can build them
+            raise EvaluatorError(
+                f"search_space.custom_ops: {kind} builds its models with PyTorch and cannot "
+                f"build user ops {list(built.custom_ops)}; use a python evaluator"
+            )
         _check_dataset_fits(kind, parsed["dataset"], built)
 
 

@@ -301,6 +301,14 @@ def test_dense_form_helpers_refuse_the_other_forms() -> None:
         table_key(darts().sample(0))
 
 
+def test_only_a_python_evaluator_takes_user_ops() -> None:
+    for kind in ("train", "proxy"):
+        with pytest.raises(EvaluatorError, match=r"^search_space\.custom_ops: .* python"):
+            check_evaluator(kind, {}, gnn().to_dict())
+        check_evaluator(kind, {"dataset": "digits"}, darts(num_classes=10).to_dict())
+    check_evaluator("python", {"function": "my_gnn.search:evaluate"}, gnn().to_dict())
+
+
 def test_path_encoding_only_for_the_nb201_form() -> None:
     assert Encoder(CellSpace()).paths
     for space in (darts(), gnn(), CellSpace(cell_output="concat")):
