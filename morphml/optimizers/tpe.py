@@ -67,9 +67,9 @@ class TPE(SearchBase):
         max_observations: int = 1000,
         multivariate: bool = True,
     ) -> None:
-        check_int("n_startup", n_startup, 1, 10**5)
-        check_int("n_candidates", n_candidates, 1, 10**4)
-        check_int("max_observations", max_observations, max(2, n_startup), 10**5)
+        check_int("n_startup", n_startup, 1, 10**4)
+        check_int("n_candidates", n_candidates, 1, 1000)
+        check_int("max_observations", max_observations, max(2, n_startup), 10**4)
         if not isinstance(multivariate, bool):
             raise ValueError(f"multivariate must be true or false, got {multivariate!r}")
         super().__init__(space, objectives, seed)
