@@ -61,10 +61,10 @@ class WeightSharing:
                 "search_space: weight_sharing searches a cell space "
                 f'({{"type": "cell", ...}}), not a {type(space).__name__}'
             )
-        if space.inputs_per_node is not None or space.node_aggregation != "sum":
+        if space.node_aggregation != "sum":  # as morphml.weight_sharing.cells refuses it
             raise OptimizerError(
-                "search_space: weight_sharing searches the dense cell form (inputs_per_node "
-                "null, node_aggregation 'sum'): one op per edge, every edge in the supernet"
+                "search_space.node_aggregation: weight_sharing's supernet sums each node's "
+                f"edges; 'sum' only, not {space.node_aggregation!r}"
             )
         if method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")

@@ -314,11 +314,17 @@ def test_only_a_cell_space_and_only_one_that_fits_in_a_result() -> None:
     )
     with pytest.raises(OptimizerError, match="search_space: weight_sharing searches a cell space"):
         make_optimizer("weight_sharing", sequential)
-    for form in ({"inputs_per_node": 1}, {"node_aggregation": "concat"}):
-        with pytest.raises(OptimizerError, match=r"search_space: .* the dense cell form"):
-            make_optimizer("weight_sharing", CellSpace(num_nodes=4, cells_per_stage=1, **form))
-    two_inputs = CellSpace(num_nodes=4, cell_inputs=2, cells_per_stage=1)  # dense: accepted
-    assert make_optimizer("weight_sharing", two_inputs, top_k=2).ask(1)
+    concat = CellSpace(num_nodes=4, cells_per_stage=1, node_aggregation="concat")
+    with pytest.raises(OptimizerError, match=r"search_space\.node_aggregation: .* not 'concat'"):
+        make_optimizer("weight_sharing", concat)
+    two_inputs = CellSpace(num_nodes=4, cells_per_stage=1, cell_inputs=2)
+    picking = CellSpace(num_nodes=4, cells_per_stage=1, inputs_per_node=1)
+    for space in (two_inputs, picking):  # their variables are choices too
+        optimizer = make_optimizer("weight_sharing", space, top_k=2)
+        (supernet,) = optimizer.ask(1)
+        derived = cells(space, 2)
+        optimizer.tell(supernet, supernet_result(space, derived))
+        assert [c.architecture.hash for c in optimizer.ask(2)] == hashes(space, derived)
     with pytest.raises(OptimizerError, match="does not fit in one result's 64 metrics"):
         make_optimizer("weight_sharing", CellSpace(num_nodes=12, cells_per_stage=1))
     with pytest.raises(OptimizerError, match="no parameter 'bogus'"):
