@@ -118,6 +118,18 @@ def test_a_failed_supernet_is_tried_once_more_then_the_experiment_fails(
     assert "supernet diverged" in failed["error"]
 
 
+def test_a_supernet_result_without_cells_fails_the_experiment_saying_why(
+    client: TestClient,
+) -> None:
+    experiment_id = create(client)
+    worker_id = register(client)
+    task = claim(client, worker_id)
+    assert task is not None
+    complete(client, task, {"val_accuracy": 0.9})  # e.g. an evaluator other than train
+    failed = experiment(client, experiment_id)
+    assert failed["status"] == "failed" and "needs the `train` evaluator" in failed["error"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
