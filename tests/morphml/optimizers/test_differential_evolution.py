@@ -81,6 +81,25 @@ def test_a_result_without_a_target_competes_with_the_worst_member() -> None:
     assert scores(optimizer) == [0.5, 1.0, 2.0, 3.0]
 
 
+def test_best_1_bases_the_mutant_on_the_best_other_member() -> None:
+    optimizer = filled(population_size=6)  # member i scored i
+    for target in range(6):
+        a, b, c = optimizer.parents(target)
+        assert a == (5 if target != 5 else 4)
+        assert len({a, b, c, target}) == 4
+
+
+def test_rand_1_draws_three_distinct_others() -> None:
+    optimizer = DifferentialEvolution(
+        small_cell_space(), OBJECTIVES, seed=0, population_size=6, strategy="rand/1"
+    )
+    for score, candidate in enumerate(optimizer.ask(6)):
+        optimizer.tell(candidate, {"val_accuracy": float(score)})
+    drawn = [optimizer.parents(2) for _ in range(200)]
+    assert all(len({*slots, 2}) == 4 for slots in drawn)
+    assert {slots[0] for slots in drawn} == {0, 1, 3, 4, 5}
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_crossover_takes_at_least_one_variable_from_the_mutant(seed: int) -> None:
     target = {f"x{i}": "target" for i in range(6)}
@@ -198,6 +217,8 @@ def test_single_point_ranges_and_a_small_log_range_are_exhausted_cleanly() -> No
         {"crossover_rate": 1.5},
         {"crossover_rate": -0.1},
         {"crossover_rate": True},
+        {"strategy": "current-to-best/1"},
+        {"strategy": None},
     ],
 )
 def test_bad_parameters_raise(params: dict[str, Any]) -> None:
