@@ -28,6 +28,7 @@ import json
 import math
 import os
 import statistics
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,7 +242,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=positive_int, default=CHECKPOINTS[-1])
-    parser.add_argument("--out", help="write the raw curves as JSON here")
+    parser.add_argument("--out", help="write the raw curves as JSON here (after every seed)")
+    parser.add_argument("--report", help="print the tables of a JSON that --out wrote, and stop")
     parser.add_argument("--smoke", action="store_true", help="1 seed, cifar10, 1000 epochs")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -256,26 +258,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     checkpoints = [c for c in CHECKPOINTS if c <= args.epochs] or [args.epochs]
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
-    print(
-        f"# multi-fidelity, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; seeds "
-        f"{seeds.start}-{seeds.stop - 1}; low-fidelity values are a MODEL (bench/fidelity_model.py)"
-    )
-    raw: dict[str, Any] = {}
-    for dataset in args.datasets.split(","):
-        print(f"\n## {dataset}\n{model_correlations(dataset, seeds.start, not args.smoke)}")
-        curves = {
-            m: [run_one(m, s, dataset, args.epochs) for s in seeds] for m in args.methods.split(",")
-        }
-        for cost in ("warm", "cold"):
-            print(f"\n{cost} cost: incumbent's true accuracy %, mean ± SE over {args.seeds} seeds")
-            print(table(curves, checkpoints, cost))
-            print(paired(curves, checkpoints, cost))
-        print(f"load average {os.getloadavg()}", flush=True)
-        raw[dataset] = {m: [vars(c) for c in runs] for m, runs in curves.items()}
-        if args.out:  # after every table, so that a long run's finished tables are kept
+    datasets, methods = args.datasets.split(","), args.methods.split(",")
+    if args.report:
+        with open(args.report) as handle:
+            raw = json.load(handle)
+    else:
+        raw = run_all(args, datasets, methods)
+    report(raw, checkpoints, full=not args.smoke)
+
+
+def run_all(args: argparse.Namespace, datasets: list[str], methods: list[str]) -> dict[str, Any]:
+    """Seeds outermost, so that a run stopped early (see --report) still holds every table and
+    method over the same seeds. The JSON is rewritten after every seed."""
+    raw: dict[str, Any] = {"first_seed": args.first_seed, "curves": {d: {} for d in datasets}}
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for dataset in datasets:
+            for method in methods:
+                curve = vars(run_one(method, seed, dataset, args.epochs))
+                raw["curves"][dataset].setdefault(method, []).append(curve)
+        print(f"seed {seed} done; load average {os.getloadavg()}", file=sys.stderr, flush=True)
+        if args.out:
             with open(args.out, "w") as handle:
                 json.dump(raw, handle)
+    return raw
+
+
+def report(raw: dict[str, Any], checkpoints: list[int], full: bool) -> None:
+    first = raw["first_seed"]
+    for dataset, by_method in raw["curves"].items():
+        curves = {m: [Curve(**c) for c in runs] for m, runs in by_method.items()}
+        count = min(len(runs) for runs in curves.values())
+        curves = {m: runs[:count] for m, runs in curves.items()}
+        print(
+            f"\n## {dataset}: seeds {first}-{first + count - 1}, "
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+            "low-fidelity values are a MODEL (bench/fidelity_model.py)"
+        )
+        print(model_correlations(dataset, first, full))
+        for cost in ("warm", "cold"):
+            print(f"\n{cost} cost: incumbent's true accuracy %, mean ± SE over {count} seeds")
+            print(table(curves, checkpoints, cost))
+            print(paired(curves, checkpoints, cost))
+    print(f"\nload average {os.getloadavg()}", flush=True)
 
 
 if __name__ == "__main__":

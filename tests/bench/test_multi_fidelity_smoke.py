@@ -32,11 +32,16 @@ def test_smoke_run_prints_every_method_and_the_model_correlation(tmp_path: Path)
     assert "MODEL" in result.stdout and "model Spearman, cifar10" in result.stdout
     for method in METHODS:
         assert f"| {method} |" in result.stdout
-    curves = json.loads(out.read_text())["cifar10"]
+    curves = json.loads(out.read_text())["curves"]["cifar10"]
     for method, runs in curves.items():
         warm, cold = runs[0]["warm"], runs[0]["cold"]
         assert warm[-1] >= 1000 > warm[-2], method  # searched until the budget was spent
         assert all(w <= c for w, c in zip(warm, cold, strict=True))
+    again = subprocess.run(
+        [*command, "--report", str(out)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    assert "| method - tpe_full |" in again.stdout and "seeds 20-20" in again.stdout
 
 
 def test_full_budget_observations_are_the_tabular_evaluators_draws() -> None:
