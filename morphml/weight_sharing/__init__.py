@@ -26,12 +26,11 @@ from typing import Any
 from morphml.evaluators.datasets import Dataset
 from morphml.evaluators.train import configure_threads
 from morphml.space.cell import CellSpace
+from morphml.weight_sharing.cells import CellLayout, config_of
 from morphml.weight_sharing.darts import Darts
-from morphml.weight_sharing.derive import SKIP
 from morphml.weight_sharing.settings import SearchSettings
 from morphml.weight_sharing.spos import Spos
-from morphml.weight_sharing.supernet import check_dense
-from morphml.weight_sharing.training import config_of, pick_device, to_tensors
+from morphml.weight_sharing.training import pick_device, to_tensors
 from morphml.weight_sharing.types import Report
 
 
@@ -54,8 +53,10 @@ def search(
     """Best first, at most settings.top_k, distinct canonical hashes (space.build(config).hash)."""
     if not isinstance(settings, SearchSettings):
         raise ValueError(f"settings: expected SearchSettings, got {type(settings).__name__}")
-    check_dense(space)
-    _check_skip_limit(space, settings)
+    layout = CellLayout(space)  # refuses a space the supernet cannot mirror
+    if settings.method == "darts":
+        layout.check_derivable()
+        _check_skip_limit(layout, settings)
     configure_threads()
     tensors = to_tensors(data, space, pick_device(device))
     sink: Report = report if report is not None else (lambda metrics: None)
@@ -67,14 +68,13 @@ def search(
     return [Derived(config_of(space, path), score) for path, score in found[: settings.top_k]]
 
 
-def _check_skip_limit(space: CellSpace, settings: SearchSettings) -> None:
-    """A space of skip_connect alone cannot keep fewer skip edges than it has edges."""
-    edges = len(space.variables())
-    limit = settings.max_skip
-    if settings.method == "darts" and space.ops == (SKIP,) and limit is not None and limit < edges:
+def _check_skip_limit(layout: CellLayout, settings: SearchSettings) -> None:
+    """A space whose derivable ops are skip_connect alone cannot keep fewer skip edges."""
+    fewest = layout.min_skips()
+    if settings.max_skip is not None and settings.max_skip < fewest:
         raise ValueError(
-            f"max_skip: {limit} is below the {edges} edges of a space whose only op is "
-            f"{SKIP}; use null or at least {edges}"
+            f"max_skip: {settings.max_skip} is below the {fewest} skip_connect edges every "
+            "derived cell of this space has (its only op); use null or a higher limit"
         )
 
 

@@ -22,10 +22,11 @@ import torch
 from torch.func import functional_call
 
 from morphml.space.cell import CellSpace
-from morphml.weight_sharing.derive import argmax_path, derive, skip_count
+from morphml.weight_sharing.cells import Path
+from morphml.weight_sharing.derive import derive, raw_path
 from morphml.weight_sharing.settings import SearchSettings
 from morphml.weight_sharing.state import load, restore_rng, save
-from morphml.weight_sharing.supernet import Path, Supernet
+from morphml.weight_sharing.supernet import Supernet
 from morphml.weight_sharing.training import (
     Tensors,
     accuracy,
@@ -117,7 +118,8 @@ class Darts:
         return score_path(self.model, path, self.data, s.batch_size, s.calib_batches, s.seed)
 
     def end_epoch(self, epoch: int, loss: float, report: Report) -> None:
-        skips = skip_count(self.space, argmax_path(self.model.alpha.detach()))
+        layout = self.model.layout
+        skips = layout.skips(raw_path(layout, self.model.alpha))
         self.collapse.update(self.model.alpha, skips)
         report({
             "epoch": epoch, "step": epoch, "progress": epoch / self.settings.epochs,

@@ -1,49 +1,54 @@
 """Deriving discrete cells from DARTS's architecture weights.
 
-Every edge of the dense (NB201) cell exists, so each edge takes the argmax over ALL of the
-space's ops, "none" included, as NAS-Bench-201's DARTS baselines do: "none" is a legitimate
-choice there (it removes the edge), not a placeholder for a missing one.
+In the dense form every edge exists, so each edge takes the argmax over ALL of the space's ops,
+"none" included, as NAS-Bench-201's DARTS baselines do: "none" is a legitimate choice there (it
+removes the edge), not a placeholder for a missing one. With input selection each node keeps
+the `inputs_per_node` edges, and ops, of highest probability, "none" excluded (DARTS's rule: a
+picked input is meant to be used). Both are one rule: each unit (an edge, or a node's picks;
+morphml.weight_sharing.cells) takes its option of highest log-probability.
 
-The collapse fix (`max_skip`) keeps at most that many skip_connect edges. Edges are
-independent, so the best cell under that limit is exact to find: keep the skip edges whose
-replacement by their next-best op would cost the most log-probability, and replace the others.
+The collapse fix (`max_skip`) keeps at most that many skip_connect edges: the derivation is the
+cell of highest log-probability within that limit (exact: a small dynamic programme over units
+and the skip budget). In the dense form this keeps the skip edges that would cost the most to
+give up and moves the others to their next-best op.
 
-`top_k > 1` continues from that cell best-first: each step moves one edge to its next op in
-the edge's own ranking, cheapest loss of log-probability first (so the least confident edges
-are swapped first); cells that break the skip limit, or that are the same network as one
-already taken (the same canonical hash: e.g. edges into a dead node), are passed over.
+`top_k > 1` continues from that cell best-first: each step moves one unit to its next option in
+the unit's own ranking, cheapest loss of log-probability first (so the least confident units
+change first); cells that break the skip limit, or that are the same network as one already
+taken (the same canonical hash: e.g. edges into a dead node), are passed over.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterator
 
 import torch
 
 from morphml.space.cell import CellSpace
-from morphml.weight_sharing.supernet import Path
-from morphml.weight_sharing.training import config_of
+from morphml.weight_sharing.cells import CellLayout, Option, Path
 
-SKIP = "skip_connect"
 MAX_EXPANSIONS = 20_000  # bounds the walk when few distinct cells are valid
 
 
 def skip_count(space: CellSpace, path: Path) -> int:
-    return sum(space.ops[i] == SKIP for i in path)
+    return CellLayout(space).skips(path)
 
 
-def argmax_path(alpha: torch.Tensor) -> Path:
-    """The raw derivation: each edge's strongest op (before any collapse fix)."""
-    return [int(i) for i in alpha.argmax(dim=-1).tolist()]
+def raw_path(layout: CellLayout, alpha: torch.Tensor) -> Path:
+    """The derivation before any collapse fix: each unit's most probable option."""
+    logp = _log_probs(alpha)
+    return layout.assemble([layout.options(u, logp)[0][1] for u in range(len(layout.units))])
 
 
 def derive(space: CellSpace, alpha: torch.Tensor, max_skip: int | None, top_k: int) -> list[Path]:
     """At most `top_k` paths of distinct networks, best first."""
+    layout = CellLayout(space)
     taken: list[Path] = []
     hashes: set[str] = set()
-    for path in _ranked(space, alpha, max_skip):
-        digest = space.build(config_of(space, path)).hash
+    for path in _ranked(layout, alpha, max_skip):
+        digest = space.build(layout.to_config(path)).hash
         if digest not in hashes:
             hashes.add(digest)
             taken.append(path)
@@ -52,14 +57,18 @@ def derive(space: CellSpace, alpha: torch.Tensor, max_skip: int | None, top_k: i
     return taken
 
 
-def _ranked(space: CellSpace, alpha: torch.Tensor, max_skip: int | None) -> Iterator[Path]:
+def _log_probs(alpha: torch.Tensor) -> list[list[float]]:
     logp: list[list[float]] = torch.log_softmax(alpha.detach().double().cpu(), dim=-1).tolist()
-    # Each edge's ops, strongest first (ties: the space's order); a state is one rank per edge.
-    orders = [sorted(range(len(row)), key=row.__getitem__, reverse=True) for row in logp]
-    start = _fixed_ranks(space, logp, orders, max_skip)
+    return logp
+
+
+def _ranked(layout: CellLayout, alpha: torch.Tensor, max_skip: int | None) -> Iterator[Path]:
+    logp = _log_probs(alpha)
+    options = [layout.options(u, logp) for u in range(len(layout.units))]
+    start = _best_within(layout, options, max_skip)
 
     def score(ranks: tuple[int, ...]) -> float:
-        return float(sum(logp[e][orders[e][r]] for e, r in enumerate(ranks)))
+        return float(sum(options[u][r][0] for u, r in enumerate(ranks)))
 
     heap = [(-score(start), start)]
     visited = {start}
@@ -67,27 +76,40 @@ def _ranked(space: CellSpace, alpha: torch.Tensor, max_skip: int | None) -> Iter
         if not heap:
             return
         _, ranks = heapq.heappop(heap)
-        path = [orders[e][r] for e, r in enumerate(ranks)]
-        if max_skip is None or skip_count(space, path) <= max_skip:
+        path = layout.assemble([options[u][r][1] for u, r in enumerate(ranks)])
+        if max_skip is None or layout.skips(path) <= max_skip:
             yield path
-        for e in range(len(ranks)):
-            if ranks[e] + 1 < len(orders[e]):
-                after = (*ranks[:e], ranks[e] + 1, *ranks[e + 1 :])
+        for u in range(len(ranks)):
+            if ranks[u] + 1 < len(options[u]):
+                after = (*ranks[:u], ranks[u] + 1, *ranks[u + 1 :])
                 if after not in visited:
                     visited.add(after)
                     heapq.heappush(heap, (-score(after), after))
 
 
-def _fixed_ranks(
-    space: CellSpace, logp: list[list[float]], orders: list[list[int]], max_skip: int | None
+def _best_within(
+    layout: CellLayout, options: list[list[Option]], max_skip: int | None
 ) -> tuple[int, ...]:
-    """The argmax with all but the `max_skip` most needed skip edges moved to their next op."""
-    ranks = [0] * len(orders)
-    skips = [e for e, order in enumerate(orders) if space.ops[order[0]] == SKIP]
-    if max_skip is None or len(skips) <= max_skip or len(orders[0]) < 2:
-        return tuple(ranks)
-    # The cost of giving up an edge's skip: its log-probability minus the next op's.
-    skips.sort(key=lambda e: logp[e][orders[e][0]] - logp[e][orders[e][1]])
-    for e in skips[: len(skips) - max_skip]:
-        ranks[e] = 1
+    """The ranks of the most probable cell with at most `max_skip` skip edges (each unit's
+    best when there is no limit, or no way to meet it)."""
+    units = len(options)
+    if max_skip is None:
+        return (0,) * units
+    skips = [[layout.option_skips(entries) for _, entries in unit] for unit in options]
+    budget = min(max_skip, sum(max(unit) for unit in skips))
+    # best[u][b]: the highest log-probability of units u.. with b skip edges left to spend.
+    best = [[0.0] * (budget + 1) for _ in range(units + 1)]
+    pick = [[0] * (budget + 1) for _ in range(units)]
+    for u in reversed(range(units)):
+        for b in range(budget + 1):
+            best[u][b], pick[u][b] = -math.inf, 0
+            for r, (logp, _) in enumerate(options[u]):
+                if skips[u][r] <= b and logp + best[u + 1][b - skips[u][r]] > best[u][b]:
+                    best[u][b], pick[u][b] = logp + best[u + 1][b - skips[u][r]], r
+    if best[0][budget] == -math.inf:
+        return (0,) * units
+    ranks, b = [], budget
+    for u in range(units):
+        ranks.append(pick[u][b])
+        b -= skips[u][pick[u][b]]
     return tuple(ranks)

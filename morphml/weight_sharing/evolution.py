@@ -2,10 +2,11 @@
 
 A population of distinct cells (by canonical hash: two paths that build the same network are
 one candidate), scored by a callback (the validation accuracy with the shared weights). Each
-generation the best quarter are parents; half the children mutate one parent (every edge
-redrawn with probability 1/edges, at least one edge changed), half cross two parents over
-(each edge from either), and the best `population` of old and new survive. Nothing is scored
-twice, and the search ends early when no new cell turns up, so a tiny space cannot hang it.
+generation the best quarter are parents; half the children mutate one parent (every unit
+redrawn with probability 1/units, at least one changed), half cross two parents over (each
+unit from either; a unit is an edge, or a node's picked inputs: morphml.weight_sharing.cells),
+and the best `population` of old and new survive. Nothing is scored twice, and the search ends
+early when no new cell turns up, so a tiny space cannot hang it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
-from morphml.space.cell import CellSpace
-from morphml.weight_sharing.supernet import Path
-from morphml.weight_sharing.training import config_of
+from morphml.weight_sharing.cells import CellLayout, Path
 from morphml.weight_sharing.types import Report
 
 TRIES_PER_CHILD = 20
@@ -24,15 +23,13 @@ TRIES_PER_CHILD = 20
 class Evolution:
     def __init__(
         self,
-        space: CellSpace,
+        layout: CellLayout,
         score: Callable[[Path], float],
         population: int,
         seed: int,
     ) -> None:
-        self.space, self.score_path, self.size = space, score, population
+        self.layout, self.score_path, self.size = layout, score, population
         self.rng = random.Random(seed)
-        self.num_ops = len(space.ops)
-        self.num_edges = len(space.variables())
         self.scored: dict[str, tuple[float, Path]] = {}  # hash -> (accuracy, path), in order
         self.hashes: dict[tuple[int, ...], str] = {}  # building a network to hash it is slow
 
@@ -71,7 +68,7 @@ class Evolution:
     def hash(self, path: Path) -> str:
         key = tuple(path)
         if key not in self.hashes:
-            self.hashes[key] = self.space.build(config_of(self.space, path)).hash
+            self.hashes[key] = self.layout.space.build(self.layout.to_config(path)).hash
         return self.hashes[key]
 
     def best(self, hashes: list[str]) -> list[str]:
@@ -79,19 +76,10 @@ class Evolution:
         return sorted(hashes, key=lambda h: (-self.scored[h][0], order[h]))
 
     def random_path(self) -> Path:
-        return [self.rng.randrange(self.num_ops) for _ in range(self.num_edges)]
+        return self.layout.draw(self.rng)
 
     def child(self, parents: list[str]) -> Path:
         if self.rng.random() < 0.5 and len(parents) >= 2:
             a, b = (self.scored[h][1] for h in self.rng.sample(parents, 2))
-            return [self.rng.choice(pair) for pair in zip(a, b, strict=True)]
-        return self.mutate(self.scored[self.rng.choice(parents)][1])
-
-    def mutate(self, path: Path) -> Path:
-        if self.num_ops < 2:
-            return list(path)
-        changed = list(path)
-        edges = [e for e in range(self.num_edges) if self.rng.random() < 1 / self.num_edges]
-        for e in edges or [self.rng.randrange(self.num_edges)]:
-            changed[e] = self.rng.choice([i for i in range(self.num_ops) if i != path[e]])
-        return changed
+            return self.layout.crossover(a, b, self.rng)
+        return self.layout.mutate(self.scored[self.rng.choice(parents)][1], self.rng)

@@ -11,15 +11,17 @@ BatchNorm on a few training batches.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import torch
 
 from morphml.space.cell import CellSpace
+from morphml.weight_sharing.cells import Path
 from morphml.weight_sharing.evolution import Evolution
 from morphml.weight_sharing.settings import SearchSettings
 from morphml.weight_sharing.state import load, restore_rng, save
-from morphml.weight_sharing.supernet import Path, Supernet
+from morphml.weight_sharing.supernet import Supernet
 from morphml.weight_sharing.training import Tensors, batches, clip, cross_entropy, score_path
 from morphml.weight_sharing.types import Report
 
@@ -54,7 +56,9 @@ class Spos:
                 "supernet_val_accuracy": self.score(probe),  # a random path's, as a probe
             })  # fmt: skip
             save(epoch, self.state(), self.shuffle)
-        evolution = Evolution(self.space, self.score, self.settings.population, self.settings.seed)
+        evolution = Evolution(
+            self.model.layout, self.score, self.settings.population, self.settings.seed
+        )
         return evolution.run(self.settings.generations, report, self.settings.epochs, self.steps)
 
     def score(self, path: Path) -> float:
@@ -62,8 +66,9 @@ class Spos:
         return score_path(self.model, path, self.data, s.batch_size, s.calib_batches, s.seed)
 
     def random_path(self, generator: torch.Generator) -> Path:
-        draw = torch.randint(len(self.space.ops), (self.model.num_edges,), generator=generator)
-        return [int(i) for i in draw.tolist()]
+        """A uniform path, drawn from `generator` (whose state the checkpoints keep)."""
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        return self.model.layout.draw(random.Random(seed))
 
     def train_epoch(self) -> float:
         self.model.train()

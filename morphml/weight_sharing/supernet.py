@@ -6,6 +6,14 @@ architecture `space.build(config)` describes, with weights shared across all sub
 The cells share one genotype, as CellSpace's do: DARTS weights every edge by one row of
 `alpha` (a softmax over the ops) in every cell, and a single path is one op index per edge.
 
+Supported: the dense form (`inputs_per_node` null) and input selection (`inputs_per_node` k:
+the supernet then holds an edge from every earlier node, as DARTS's does, and a path keeps k of
+them per node; morphml.weight_sharing.cells), any `cell_inputs`, `cell_output` "last", "sum" or
+"concat", node aggregation "sum", and every built-in op (NAS-Bench-201's and DARTS's). Refused
+with a ValueError: "concat" node aggregation (the width of its 1x1 conv depends on how many of a
+node's edges are present, so one shared conv cannot mirror every path) and user-defined ops
+(the library cannot build them).
+
 Edge ops use BatchNorm without affine parameters, as DARTS's search cells do: a learned scale
 after each op would let the weights undo whatever the architecture weights decide.
 """
@@ -15,20 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from morphml.space.cell import CellSpace, edge_keys
-
-Path = list[int]  # one op index (into space.ops) per edge, in edge_keys order
-
-
-def check_dense(space: CellSpace) -> None:
-    """The supernet knows the NAS-Bench-201 dense cell; anything else is refused clearly."""
-    if not isinstance(space, CellSpace):
-        raise ValueError(f"space: weight sharing needs a CellSpace, got {type(space).__name__}")
-    form = getattr(space, "form", getattr(space, "cell_type", "dense"))
-    if form not in ("dense", "nb201"):
-        raise ValueError(f"space: weight sharing supports the dense (NB201) cell, not {form!r}")
-    if set(space.variables()) != set(edge_keys(space.num_nodes)):
-        raise ValueError("space: weight sharing supports the dense (NB201) cell form only")
+from morphml.space.cell import CellSpace
+from morphml.weight_sharing.cells import CellLayout, Path
 
 
 class ReLUConvBN(nn.Sequential):
@@ -40,16 +36,36 @@ class ReLUConvBN(nn.Sequential):
         )
 
 
+def dil_conv(channels: int, kernel: int, dilation: int) -> nn.Sequential:
+    """DARTS's DilConv: ReLU, a depthwise (dilated) conv, a pointwise conv, BN."""
+    return nn.Sequential(
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, kernel, padding=dilation * (kernel // 2),
+                  dilation=dilation, groups=channels, bias=False),
+        nn.Conv2d(channels, channels, 1, bias=False),
+        nn.BatchNorm2d(channels, affine=False),
+    )  # fmt: skip
+
+
 def make_op(name: str, channels: int) -> nn.Module | None:
-    """One candidate op of an edge; None for "none" (the edge contributes nothing)."""
+    """One candidate op of an edge, as morphml/space/cell_ops.py builds it; None for "none"
+    (the edge contributes nothing)."""
     if name == "none":
         return None
     if name == "skip_connect":
         return nn.Identity()
     if name == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-    kernel = 1 if name == "nor_conv_1x1" else 3
-    return ReLUConvBN(channels, channels, kernel, 1, affine=False)
+    if name == "max_pool_3x3":
+        return nn.MaxPool2d(3, stride=1, padding=1)
+    if name.startswith("sep_conv_"):
+        kernel = int(name[-1])
+        return nn.Sequential(dil_conv(channels, kernel, 1), dil_conv(channels, kernel, 1))
+    if name.startswith("dil_conv_"):
+        return dil_conv(channels, int(name[-1]), 2)
+    if name in ("nor_conv_1x1", "nor_conv_3x3"):
+        return ReLUConvBN(channels, channels, int(name[-1]), 1, affine=False)
+    raise ValueError(f"space.ops: weight sharing cannot build op {name!r}")
 
 
 class Edge(nn.Module):
@@ -63,7 +79,8 @@ class Edge(nn.Module):
 
     def mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor | None:
         # "none" is the zero op: its weight multiplies zeros, so it is left out of the sum
-        # (its weight still takes its share of the softmax).
+        # (its weight still takes its share of the softmax). A path's absent edge (index -1)
+        # is in no op's place, so `single` gives None for it too.
         terms = [weights[i] * op(x) for i, op in zip(self.present, self.ops, strict=True)]
         return _sum(terms)
 
@@ -74,29 +91,44 @@ class Edge(nn.Module):
 
 
 class Cell(nn.Module):
-    def __init__(self, ops: tuple[str, ...], num_nodes: int, channels: int) -> None:
+    """One cell: dense edges into each intermediate node, summed; the cell's output is the last
+    node, or the sum or concatenation (then ReLU-conv1x1-BN) of all intermediate nodes."""
+
+    def __init__(self, layout: CellLayout, channels: int) -> None:
         super().__init__()
-        self.num_nodes = num_nodes
-        self.edges = nn.ModuleList([Edge(ops, channels) for _ in edge_keys(num_nodes)])
+        self.links = layout.edges
+        self.inputs = layout.cell_inputs
+        self.num_nodes = layout.space.num_nodes
+        self.output = getattr(layout.space, "cell_output", "last")
+        self.edges = nn.ModuleList([Edge(layout.ops, channels) for _ in self.links])
+        width = (self.num_nodes - self.inputs) * channels
+        concat = self.output == "concat" and width > channels
+        self.merge = ReLUConvBN(width, channels, 1, 1, affine=True) if concat else None
 
     def forward(
-        self, x: torch.Tensor, weights: torch.Tensor | None, path: Path | None
+        self, inputs: list[torch.Tensor], weights: torch.Tensor | None, path: Path | None
     ) -> torch.Tensor:
-        states, e = [x], 0
-        for j in range(1, self.num_nodes):
+        states = list(inputs)
+        for node in range(self.inputs, self.num_nodes):
             terms = []
-            for i in range(j):
+            for e, (into, source) in enumerate(self.links):
+                if into != node:
+                    continue
                 edge: Edge = self.edges[e]  # type: ignore[assignment]
                 if weights is not None:
-                    terms.append(edge.mixed(states[i], weights[e]))
+                    terms.append(edge.mixed(states[source], weights[e]))
                 else:
                     assert path is not None
-                    terms.append(edge.single(states[i], path[e]))
-                e += 1
-            total = _sum([t for t in terms if t is not None])
+                    terms.append(edge.single(states[source], path[e]))
+            total = _sum(terms)
             # A node with no input is zero, as CellSpace's "zero" node.
-            states.append(torch.zeros_like(x) if total is None else total)
-        return states[-1]
+            states.append(torch.zeros_like(inputs[-1]) if total is None else total)
+        nodes = states[self.inputs :]
+        if self.output == "last" or len(nodes) == 1:
+            return nodes[-1]
+        if self.merge is None:
+            return _sum(list(nodes))  # type: ignore[return-value]
+        return self.merge(torch.cat(nodes, dim=1))  # type: ignore[no-any-return]
 
 
 class Reduction(nn.Module):
@@ -120,9 +152,10 @@ class Supernet(nn.Module):
 
     def __init__(self, space: CellSpace) -> None:
         super().__init__()
-        check_dense(space)
+        self.layout = CellLayout(space)
         self.ops = space.ops
-        self.num_edges = len(edge_keys(space.num_nodes))
+        self.num_edges = len(self.layout.edges)
+        self.cell_inputs = self.layout.cell_inputs
         c = space.stem_channels
         self.stem = nn.Sequential(
             nn.Conv2d(space.input_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
@@ -133,7 +166,7 @@ class Supernet(nn.Module):
             if stage:
                 self.blocks.append(Reduction(channels // 2, channels))
             for _ in range(space.cells_per_stage):
-                self.blocks.append(Cell(space.ops, space.num_nodes, channels))
+                self.blocks.append(Cell(self.layout, channels))
         self.head = nn.Sequential(
             nn.BatchNorm2d(4 * c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
         )
@@ -149,12 +182,18 @@ class Supernet(nn.Module):
         """The DARTS mixture without `path`; the single-path sub-network with one."""
         weights = torch.softmax(self.alpha, dim=-1) if path is None else None
         x = self.stem(x)
+        history = [x] * self.cell_inputs  # the stage's input stands in for missing cells
         for block in self.blocks:
-            x = block(x, weights, path) if isinstance(block, Cell) else block(x)
+            if isinstance(block, Cell):
+                x = block(history[-self.cell_inputs :], weights, path)
+                history.append(x)
+            else:
+                x = block(x)
+                history = [x] * self.cell_inputs  # a new stage
         return self.classifier(self.head(x))  # type: ignore[no-any-return]
 
 
-def _sum(terms: list[torch.Tensor | None]) -> torch.Tensor | None:
+def _sum(terms: list[torch.Tensor | None] | list[torch.Tensor]) -> torch.Tensor | None:
     present = [t for t in terms if t is not None]
     if not present:
         return None

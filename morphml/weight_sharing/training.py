@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from morphml.evaluators.datasets import Dataset
-from morphml.space.cell import CellSpace, edge_keys
-from morphml.weight_sharing.supernet import Path, Supernet
+from morphml.space.cell import CellSpace
+from morphml.weight_sharing.cells import Path
+from morphml.weight_sharing.supernet import Supernet
 
 EVAL_BATCH = 512
 GRAD_CLIP = 5.0
@@ -130,11 +130,3 @@ def score_path(
     result = accuracy(model, data.x_val, data.y_val, path)
     model.load_state_dict(saved, strict=False)
     return result
-
-
-def path_of(space: CellSpace, config: dict[str, Any]) -> Path:
-    return [space.ops.index(config[key]) for key in edge_keys(space.num_nodes)]
-
-
-def config_of(space: CellSpace, path: Path) -> dict[str, Any]:
-    return {key: space.ops[i] for key, i in zip(edge_keys(space.num_nodes), path, strict=True)}

@@ -85,3 +85,26 @@ def test_darts_finds_the_op_a_synthetic_task_needs() -> None:
     (found,) = search(space, settings, data, device="cpu")
     assert found.config == {"1<-0": "nor_conv_3x3"}
     assert found.score > 0.75
+
+
+def darts_like_space() -> CellSpace:
+    """DARTS's cell in small: two cell inputs, each node picks two earlier nodes, the
+    intermediate nodes concatenated."""
+    return CellSpace(num_nodes=5, cell_inputs=2, inputs_per_node=2, cell_output="concat",
+                     ops=("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3"),
+                     input_shape=[1, 8, 8], stem_channels=4, cells_per_stage=1,
+                     num_classes=10)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["darts", "spos"])
+def test_input_selection_cells_are_searched_too(method: str) -> None:
+    space = darts_like_space()
+    settings = SearchSettings(method=method, epochs=1, top_k=3, max_skip=1, arch_lr=0.01,
+                              population=4, generations=1)  # fmt: skip
+    found = search(space, settings, tiny_digits(), device="cpu")
+    assert len(found) == 3 and len(hashes(space, found)) == 3
+    for derived in found:
+        assert space.contains(space.build(derived.config))
+        picks = [derived.config[f"{j}.op{s}"] for j in (2, 3, 4) for s in (0, 1)]
+        if method == "darts":  # a derived pick is never "none", and the skip limit holds
+            assert "none" not in picks and picks.count("skip_connect") <= 1

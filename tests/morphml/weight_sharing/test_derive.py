@@ -5,13 +5,17 @@ from __future__ import annotations
 import torch
 
 from morphml.space.cell import NB201_OPS, CellSpace
-from morphml.weight_sharing.derive import argmax_path, derive, skip_count
-from morphml.weight_sharing.training import config_of
+from morphml.weight_sharing.cells import CellLayout, Path, config_of
+from morphml.weight_sharing.derive import derive, raw_path, skip_count
 
 SPACE = CellSpace()  # NAS-Bench-201: 6 edges over its 5 ops
 SKIP = NB201_OPS.index("skip_connect")
 CONV = NB201_OPS.index("nor_conv_3x3")
 POOL = NB201_OPS.index("avg_pool_3x3")
+
+
+def argmax_path(alpha: torch.Tensor) -> Path:
+    return raw_path(CellLayout(SPACE), alpha)
 
 
 def skip_heavy_alpha() -> torch.Tensor:
@@ -66,3 +70,26 @@ def test_asking_for_more_cells_than_exist_returns_each_network_once() -> None:
     # "none" and skip_connect on the only edge of a 2-node cell are different networks, but
     # with max_skip=0 only two remain
     assert len(derive(space, torch.zeros(1, 3), max_skip=0, top_k=50)) == 2
+
+
+def test_input_selection_keeps_each_nodes_strongest_inputs_and_never_none() -> None:
+    space = CellSpace(num_nodes=5, cell_inputs=2, inputs_per_node=2, cell_output="concat",
+                      ops=("none", "skip_connect", "sep_conv_3x3"))  # fmt: skip
+    layout = CellLayout(space)
+    alpha = torch.zeros(len(layout.edges), 3)
+    alpha[:, 0] = 5.0  # "none" strongest everywhere: a picked input still gets a real op
+    strong = {(2, 0): 1, (2, 1): 2, (3, 0): 2, (3, 2): 1, (4, 3): 1, (4, 1): 2}
+    for edge, op in strong.items():
+        alpha[layout.index[edge], op] = 4.0
+    (path,) = derive(space, alpha, max_skip=None, top_k=1)
+    config = layout.to_config(path)
+    assert config == {"2.in0": 0, "2.op0": "skip_connect", "2.in1": 1, "2.op1": "sep_conv_3x3",
+                      "3.in0": 0, "3.op0": "sep_conv_3x3", "3.in1": 2, "3.op1": "skip_connect",
+                      "4.in0": 1, "4.op0": "sep_conv_3x3", "4.in1": 3,
+                      "4.op1": "skip_connect"}  # fmt: skip
+    assert space.contains(space.build(config))
+    (limited,) = derive(space, alpha, max_skip=1, top_k=1)
+    assert layout.skips(limited) == 1
+    found = derive(space, alpha, max_skip=1, top_k=5)
+    assert len({space.build(layout.to_config(p)).hash for p in found}) == 5
+    assert all(layout.skips(p) <= 1 for p in found)

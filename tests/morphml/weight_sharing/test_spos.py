@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from morphml.space.cell import CellSpace
 from morphml.weight_sharing import SearchSettings, search
+from morphml.weight_sharing.cells import CellLayout, Path, config_of
 from morphml.weight_sharing.evolution import Evolution
-from morphml.weight_sharing.supernet import Path
-from morphml.weight_sharing.training import config_of
 from tests.morphml.weight_sharing.helpers import tiny_digits, tiny_space
 
 
@@ -39,7 +38,9 @@ def test_evolution_climbs_to_the_best_cell_without_scoring_one_twice() -> None:
         return sum(op == conv for op in path) / len(path)
 
     reports: list[dict[str, float]] = []
-    found = Evolution(space, score, population=10, seed=0).run(20, reports.append, 0, 20)
+    found = Evolution(CellLayout(space), score, population=10, seed=0).run(
+        20, reports.append, 0, 20
+    )
     assert found[0] == ([conv] * 6, 1.0)
     assert len(scored) == len(found)  # each cell scored once, and all of them returned
     assert len({space.build(config_of(space, path)).hash for path, _ in found}) == len(found)
@@ -49,7 +50,7 @@ def test_evolution_climbs_to_the_best_cell_without_scoring_one_twice() -> None:
 
 def test_evolution_in_a_space_smaller_than_its_population_stops() -> None:
     space = tiny_space(ops=("skip_connect", "nor_conv_3x3"), num_nodes=2)  # two networks
-    found = Evolution(space, lambda path: float(path[0]), population=8, seed=0).run(
+    found = Evolution(CellLayout(space), lambda path: float(path[0]), population=8, seed=0).run(
         50, lambda metrics: None, 0, 50
     )
     assert found == [([1], 1.0), ([0], 0.0)]
