@@ -11,10 +11,12 @@ from sqlalchemy.engine import Engine
 
 from morphml.architecture import Architecture
 from morphml.errors import MorphMLError
+from morphml.space.cell import CellSpace
 from morphml.torch_source import export_source
 from server.db import read
 from server.errors import NotFoundError
 from server.models import EVENT, EXPERIMENT, TASK
+from server.spec import cached_space
 from server.store import intermediate
 from server.ui.listings import objective_of, value_of, worker_names
 
@@ -92,16 +94,21 @@ def _node(architecture: Architecture, nid: str) -> dict[str, Any]:
 
 
 def _cell(config: dict[str, Any], space: dict[str, Any]) -> dict[str, Any] | None:
-    """A cell space's searched cell: nodes 0..N-1, one op per edge `j<-i` (NAS-Bench-201)."""
+    """A cell space's searched cell: its nodes (the first `cell_inputs` are the cell's inputs)
+    and the chosen edges, as `CellSpace.edges` reads them for every cell form (NAS-Bench-201's
+    `j<-i` edges, DARTS-style and one-input picks); None when the space or config does not
+    parse (a task of an older or hand-made spec: the page still shows the config)."""
     if space.get("type") != "cell":
         return None
-    edges: list[tuple[int, int, str]] = []
-    for key, op in config.items():
-        target, _, source = str(key).partition("<-")
-        if target.isdigit() and source.isdigit():
-            edges.append((int(source), int(target), str(op)))
-    nodes = 1 + max((max(source, target) for source, target, _ in edges), default=0)
+    try:
+        cell = cached_space(space)
+        if not isinstance(cell, CellSpace):
+            return None
+        edges = cell.edges(config)
+    except (MorphMLError, ValueError, TypeError):
+        return None
     return {
-        "num_nodes": nodes,
-        "edges": [{"from": source, "to": target, "op": op} for source, target, op in edges],
+        "num_nodes": cell.num_nodes,
+        "cell_inputs": cell.structure.cell_inputs,
+        "edges": [{"from": e.source, "to": e.node, "op": e.op} for e in edges],
     }

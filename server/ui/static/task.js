@@ -134,7 +134,7 @@ function choices(arch) {
   if (arch.error) return null;
   const config = Object.entries(arch.config || {});
   return [
-    arch.cell ? [el("p", { class: "muted small" }, "The searched cell (every cell of the network shares it): node 0 is the cell's input, the last node its output; 'none' edges are dropped."), cellGraph(arch.cell)] : null,
+    arch.cell ? [el("p", { class: "muted small" }, `The searched cell (every cell of the network shares it): ${(arch.cell.cell_inputs || 1) > 1 ? `nodes 0-${arch.cell.cell_inputs - 1} are the cell's inputs` : "node 0 is the cell's input"}; 'none' edges are dropped.`), cellGraph(arch.cell)] : null,
     config.length ? el("table", { class: "grid kv", id: "choice-table" }, el("tbody", {}, config.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, typeof v === "string" ? v : JSON.stringify(v)))))) :
       el("p", { class: "muted" }, "No recorded choices."),
   ];
