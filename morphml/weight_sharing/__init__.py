@@ -7,15 +7,17 @@ found = search(space, SearchSettings(method="darts", epochs=10, top_k=3), data)
 best = space.build(found[0].config)  # train it from scratch to know what it is worth
 ```
 
-`search` trains one supernet of a dense (NAS-Bench-201 form) `CellSpace` and returns at most
-`top_k` derived cells of distinct networks, best first, each with its validation accuracy
-measured with the shared weights (after recalibrating BatchNorm for that sub-network). For
+`search` trains one supernet of a `CellSpace` (the dense NAS-Bench-201 form, or DARTS-style
+input selection; sum node aggregation and built-in ops: morphml.weight_sharing.supernet) and
+returns at most `top_k` derived cells of distinct networks, best first, each with its
+validation accuracy measured with the shared weights (after recalibrating BatchNorm for that
+sub-network). For
 DARTS "best" is the order the architecture weights rank them in (the first is DARTS's answer);
 for SPOS it is that accuracy. `report` receives the progress once per supernet epoch (and, for
 SPOS, once per generation); on a worker each epoch is checkpointed and a resumed task goes on
 after its last checkpointed epoch (morphml.weight_sharing.state).
 
-Method details: morphml.weight_sharing.darts, .spos, .derive, .evolution, .supernet.
+Method details: morphml.weight_sharing.darts, .spos, .derive, .evolution, .supernet, .cells.
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ def to_tensors(data: Dataset, space: CellSpace, device: torch.device) -> Tensors
         data = data.fit_to_input(space.input_shape)
     except Exception as exc:
         raise ValueError(f"data: {exc}") from None
+    if min(int(data.y_train.min()), int(data.y_val.min())) < 0:
+        raise ValueError("data: class labels must be integers >= 0")
     if data.num_classes > space.num_classes:
         raise ValueError(
             f"data: {data.num_classes} classes, but the space's networks output {space.num_classes}"

@@ -81,6 +81,9 @@ def test_search_refuses_what_it_cannot_search() -> None:
                           np.zeros((2, 1, 5, 5), np.float32), np.zeros(2, np.int64))  # fmt: skip
     with pytest.raises(ValueError, match=r"^data:.*input"):
         search(space, settings, wrong_shape)
+    negative = Dataset(data.x_train, data.y_train - 1, data.x_val, data.y_val)
+    with pytest.raises(ValueError, match=r"^data: class labels"):
+        search(space, settings, negative)
     many_classes = Dataset(data.x_train, data.y_train + 5, data.x_val, data.y_val)
     with pytest.raises(ValueError, match=r"^data: 15 classes"):
         search(space, settings, many_classes)
