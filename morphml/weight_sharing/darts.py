@@ -31,6 +31,7 @@ from morphml.weight_sharing.training import (
     Tensors,
     accuracy,
     batches,
+    check_finite,
     clip,
     cross_entropy,
     score_path,
@@ -106,7 +107,7 @@ class Darts:
         for epoch in range(done + 1, self.settings.epochs + 1):
             if self.collapse.stopped:
                 break
-            loss = self.train_epoch()
+            loss = check_finite(self.train_epoch(), epoch)
             self.schedule.step()
             self.end_epoch(epoch, loss, report)
         alpha = self.collapse.alpha_to_derive(self.model.alpha)

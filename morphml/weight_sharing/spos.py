@@ -22,7 +22,14 @@ from morphml.weight_sharing.evolution import Evolution
 from morphml.weight_sharing.settings import SearchSettings
 from morphml.weight_sharing.state import load, restore_rng, save
 from morphml.weight_sharing.supernet import Supernet
-from morphml.weight_sharing.training import Tensors, batches, clip, cross_entropy, score_path
+from morphml.weight_sharing.training import (
+    Tensors,
+    batches,
+    check_finite,
+    clip,
+    cross_entropy,
+    score_path,
+)
 from morphml.weight_sharing.types import Report
 
 
@@ -47,7 +54,7 @@ class Spos:
         """Train (or go on training) the supernet, then evolve: every scored path with its
         accuracy, best first."""
         for epoch in range(self.resume() + 1, self.settings.epochs + 1):
-            loss = self.train_epoch()
+            loss = check_finite(self.train_epoch(), epoch)
             self.schedule.step()
             probe = self.random_path(torch.Generator().manual_seed(self.settings.seed + epoch))
             report({

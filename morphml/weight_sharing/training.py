@@ -7,12 +7,14 @@ statistics the supernet gathered belong to the mixture of every path, not to thi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from morphml.evaluators.base import EvaluatorError
 from morphml.evaluators.datasets import Dataset
 from morphml.space.cell import CellSpace
 from morphml.weight_sharing.cells import Path
@@ -79,6 +81,16 @@ def batches(
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, target)
+
+
+def check_finite(loss: float, epoch: int) -> float:
+    """The epoch's mean training loss; an EvaluatorError when the supernet diverged (NaN or
+    infinite inputs, a learning rate far too high), as the `train` evaluator says it."""
+    if not math.isfinite(loss):
+        raise EvaluatorError(
+            f"training diverged: supernet training loss is {loss} at epoch {epoch}"
+        )
+    return loss
 
 
 def clip(parameters: list[nn.Parameter]) -> None:

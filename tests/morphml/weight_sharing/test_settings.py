@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from morphml.evaluators.base import EvaluatorError
 from morphml.evaluators.datasets import Dataset
 from morphml.space.space import SearchSpace
 from morphml.weight_sharing import SearchSettings, search
@@ -92,3 +93,11 @@ def test_search_refuses_what_it_cannot_search() -> None:
 def test_a_skip_limit_a_skip_only_space_cannot_keep_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^max_skip:"):
         search(tiny_space(ops=("skip_connect",)), SearchSettings(epochs=1), tiny_digits())
+
+
+@pytest.mark.parametrize("method", ["darts", "spos"])
+def test_a_diverged_supernet_is_an_evaluator_error(method: str) -> None:
+    data = tiny_digits()
+    broken = Dataset(np.full_like(data.x_train, np.nan), data.y_train, data.x_val, data.y_val)
+    with pytest.raises(EvaluatorError, match=r"diverged.*epoch 1"):
+        search(tiny_space(), SearchSettings(method=method, epochs=2), broken, device="cpu")
