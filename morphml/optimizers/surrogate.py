@@ -2,16 +2,19 @@
 
 After `initial_samples` random architectures, every proposal fits a GP to the results (one-hot
 encoding, plus BANANAS' path encoding on cell spaces) and ranks a pool of candidates by expected
-improvement. While the incumbent (best result so far) has untried neighbours, the pool is those
-neighbours: a hill climb that tries the most promising step first rather than a random one (local
-search is strong on NAS benchmarks, White et al. 2021). At a local optimum the pool widens to
-mutations of the best few architectures plus random configs. Candidates still in flight count as
-observed at the model's own prediction ("kriging believer"), so a batch spreads out.
+improvement. The GP models the results' ranks as normal scores, not the raw scores, and the
+incumbent is the told architecture the GP rates best, not the best single (noisy) result. While
+the incumbent has untried neighbours, the pool is those neighbours: a hill climb that tries the
+most promising step first rather than a random one (local search is strong on NAS benchmarks,
+White et al. 2021). At a local optimum the pool widens to mutations of the best few architectures
+plus random configs. Candidates still in flight count as observed at the model's own prediction
+("kriging believer"), so a batch spreads out. bench/README.md ("Search quality") has the evidence.
 """
 
 from __future__ import annotations
 
 import json
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -69,12 +72,16 @@ class SurrogateSearch(SearchBase):
         told = self._training_set()
         if len(told) < self.initial_samples:
             return None
-        model = self._fit(told)
-        pool = self._pool(told)
+        x = self._encode_told(told)
+        model = self._fit(x, normal_scores(np.array([r["score"] for r in told])))
+        # The model's view of the told points, not their single noisy draws, says which is best:
+        # a lucky draw of a mediocre cell neither anchors the climb nor sets the bar for EI.
+        fitted = model.predict(x)[0]
+        pool = self._pool([told[i] for i in np.argsort(-fitted, kind="stable")])
         if not pool:
             return None
         mean, std = model.predict(self.encoder.encode(pool))
-        gain = expected_improvement(mean, std, max(r["score"] for r in told))
+        gain = expected_improvement(mean, std, float(fitted.max()))
         return self._first_new([pool[i] for i in np.argsort(-gain, kind="stable")])
 
     def _observe(self, record: Record) -> None:
@@ -90,9 +97,7 @@ class SurrogateSearch(SearchBase):
         newest = [r for r in reversed(told) if id(r) not in kept][: self.max_points - len(best)]
         return best + newest
 
-    def _fit(self, told: list[Record]) -> GaussianProcess:
-        x = self._encode_told(told)
-        y = np.array([r["score"] for r in told])
+    def _fit(self, x: Array, y: Array) -> GaussianProcess:
         tune = len(self.completed()) >= self.tuned_at + RETUNE_EVERY
         if tune:
             self.tuned_at = len(self.completed())
@@ -119,8 +124,9 @@ class SurrogateSearch(SearchBase):
             self.rows = {h: row for h, row in self.rows.items() if h in wanted}
         return np.array([self.rows[r["hash"]] for r in told])
 
-    def _pool(self, told: list[Record]) -> list[Config]:
-        best = sorted(told, key=lambda r: -r["score"])[: self.parents]
+    def _pool(self, ranked: list[Record]) -> list[Config]:
+        """Candidates to rank by EI, around `ranked` (the told records, the best first)."""
+        best = ranked[: self.parents]
         if self.local:
             around_incumbent = self._neighbours(best[0]["config"])
             if around_incumbent:
@@ -182,6 +188,21 @@ class SurrogateSearch(SearchBase):
         super().load_state_dict(state)
         self.proposed, self.tuned_at = set(state["proposed"]), int(state["tuned_at"])
         self.gp = GaussianProcess(*state["gp"])
+
+
+def normal_scores(y: Array) -> Array:
+    """Each value's rank as a standard normal quantile (ties share their mean rank).
+
+    The GP models ranks, not raw scores: a search space's failures (10% accuracy beside 91%)
+    would otherwise set the scale, and the few tenths that separate the cells near the top,
+    where the search spends its time, would look like noise to the model."""
+    order = np.argsort(y, kind="stable")
+    ranks = np.empty(len(y))
+    ranks[order] = np.arange(len(y), dtype=float)
+    _, tie, counts = np.unique(y, return_inverse=True, return_counts=True)
+    ranks = (np.bincount(tie, ranks) / counts)[tie]
+    quantile = NormalDist().inv_cdf
+    return np.array([quantile((rank + 0.5) / len(y)) for rank in ranks])
 
 
 def _key(config: Config) -> str:
