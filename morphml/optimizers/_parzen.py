@@ -68,9 +68,9 @@ class _Choices:
 
     def log_density(self, values: Sequence[Value]) -> Array:
         """(candidates, components); a value not among the options gets the smallest density."""
-        codes = [_index(self.options, value) for value in values]
+        codes = _codes(self.options, values)
         columns = np.where(
-            np.array([code >= 0 for code in codes])[:, None],
+            (codes >= 0)[:, None],
             self.probabilities.T[np.maximum(codes, 0)],
             self.probabilities.min(axis=1)[None, :],
         )
@@ -206,11 +206,10 @@ def _choices(domain: Choice, values: list[Value], active: npt.NDArray[np.bool_])
     size = len(domain.options)
     smoothing = PRIOR_WEIGHT / (int(active.sum()) + 1)
     probabilities = np.full((len(values) + 1, size), 1.0 / size)  # inactive and prior: uniform
-    for row, value in enumerate(values):
-        code = _index(domain.options, value) if active[row] else -1
-        if code >= 0:
-            probabilities[row] = smoothing / (1 + size * smoothing)
-            probabilities[row, code] += 1 / (1 + size * smoothing)
+    codes = np.where(active, _codes(domain.options, values), -1)
+    (rows,) = np.nonzero(codes >= 0)
+    probabilities[rows] = smoothing / (1 + size * smoothing)
+    probabilities[rows, codes[rows]] += 1 / (1 + size * smoothing)
     return _Choices(domain.options, probabilities)
 
 
@@ -255,11 +254,17 @@ def _neighbour_gaps(mus: Array, low: float, high: float) -> Array:
     return sigmas
 
 
-def _index(options: tuple[Value, ...], value: Value) -> int:
+def _codes(options: tuple[Value, ...], values: Sequence[Value]) -> npt.NDArray[np.int64]:
+    """Each value's index among the options (-1: none), by equality as `Choice.contains` has
+    it; lists compare as tuples (JSON turns an option such as a kernel shape into a list)."""
+    lookup: dict[Value, int] = {}
     for code, option in enumerate(options):
-        if option == value or (isinstance(option, tuple) and list(option) == value):
-            return code
-    return -1
+        lookup.setdefault(_hashable(option), code)
+    return np.array([lookup.get(_hashable(value), -1) for value in values], dtype=np.int64)
+
+
+def _hashable(value: Value) -> Value:
+    return tuple(_hashable(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def _phi(z: float) -> float:

@@ -101,6 +101,8 @@ class DifferentialEvolution(SearchBase):
         a, b, c = (self.population[slot]["config"] for slot in self.parents(target))
         mutant = mutate(self.domains, a, b, c, self.mutation_factor, self.rng)
         config = crossover(self.population[target]["config"], mutant, self.crossover_rate, self.rng)
+        if any(config == member["config"] for member in self.population):
+            return None  # a member, so not new: skip the build and hash (milliseconds on a cell)
         try:
             return self.space.build(config, self.rng)
         except ValueError:  # its shapes do not flow

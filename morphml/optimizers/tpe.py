@@ -45,9 +45,9 @@ Config = dict[str, Value]
 CANDIDATE_ROUNDS = 4
 GAMMA_FRACTION = 0.1
 GAMMA_CAP = 25
-LOOKUP_CHUNK = 4
 # A full-size NAS-Bench-201 architecture takes about 70 KiB: at most ~18 MiB of builds.
 MAX_CACHED_BUILDS = 256
+MAX_KNOWN_CONFIGS = 10_000  # about 2 MiB of NAS-Bench-201 config keys
 
 
 def gamma(n: int) -> int:
@@ -79,7 +79,10 @@ class TPE(SearchBase):
         self.max_observations, self.multivariate = max_observations, multivariate
         self.domains = sorted(space.variables().items())
         self.observations: list[Record] = []  # {"config", "score"}, oldest first
-        self.builds: dict[str, Architecture | None] = {}  # config key -> build; None: invalid
+        # Caches that change no proposal (a complete config builds without a draw), so they are
+        # not state: builds by config key (None: invalid), and keys of configs known proposed.
+        self.builds: dict[str, Architecture | None] = {}
+        self.known_configs: set[str] = set()
 
     def _propose(self) -> Architecture | None:
         if len(self.observations) < self.n_startup:
@@ -102,15 +105,25 @@ class TPE(SearchBase):
 
     def _first_new(self, ranked: list[Config]) -> Architecture | None:
         """The best-ranked config never proposed. Builds and hashes cost milliseconds each on a
-        big cell, so they are made and looked up a few at a time, best first."""
-        unique = list({_key(config): config for config in ranked}.values())  # equal if same key
-        for start in range(0, len(unique), LOOKUP_CHUNK):
-            built = self._build_all(unique[start : start + LOOKUP_CHUNK])
+        big cell, so they are made and looked up in chunks of 1, 2, 4, ..., best first (the
+        first is usually new), and configs found known are remembered and skipped unbuilt."""
+        unique = {_key(config): config for config in ranked}  # equal configs share a key
+        fresh_configs = [config for key, config in unique.items() if key not in self.known_configs]
+        start, chunk = 0, 1
+        while start < len(fresh_configs):
+            built = self._build_all(fresh_configs[start : start + chunk])
             fresh = self.unseen([architecture.hash for architecture in built])
             for architecture in built:
+                self._remember(architecture.config)  # known now, or about to be proposed
                 if architecture.hash in fresh:
                     return architecture
+            start, chunk = start + chunk, chunk * 2
         return None
+
+    def _remember(self, config: Config) -> None:
+        if len(self.known_configs) >= MAX_KNOWN_CONFIGS:
+            self.known_configs = set()
+        self.known_configs.add(_key(config))
 
     def _densities(self) -> tuple[Parzen, Parzen]:
         """l(x) over the good results, g(x) over the bad ones and those in flight."""
