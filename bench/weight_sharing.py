@@ -192,7 +192,7 @@ def summary(methods: list[dict[str, Any]], randoms: list[dict[str, Any]]) -> dic
 def print_table(methods: list[dict[str, Any]], randoms: list[dict[str, Any]],
                 refs: dict[str, float]) -> None:  # fmt: skip
     print(
-        "\n| cell from | NB201 genotype | epochs | search s | shared-weight val | "
+        "\n| cell from | NB201 genotype | epochs run | search CPU s | shared-weight val | "
         "from scratch val | NB201 CIFAR-10 val |"
     )
     print("|---|---|---|---|---|---|---|")
