@@ -122,8 +122,10 @@ class Darts:
         layout = self.model.layout
         skips = layout.skips(raw_path(layout, self.model.alpha))
         self.collapse.update(self.model.alpha, skips)
+        # An early stop ends the search: its last report says so and is complete.
+        progress = 1.0 if self.collapse.stopped else epoch / self.settings.epochs
         report({
-            "epoch": epoch, "step": epoch, "progress": epoch / self.settings.epochs,
+            "epoch": epoch, "step": epoch, "progress": progress,
             "supernet_train_loss": loss,
             "supernet_val_accuracy": accuracy(self.model, self.data.x_val, self.data.y_val),
             "skip_edges": skips, "early_stopped": float(self.collapse.stopped),

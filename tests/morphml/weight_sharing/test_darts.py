@@ -69,6 +69,7 @@ def test_an_early_stop_ends_the_search_and_says_so() -> None:
     settings = SearchSettings(epochs=6, max_skip=0, patience=2, arch_lr=0.05, seed=1)
     (found,) = search(space, settings, tiny_digits(), report=reports.append, device="cpu")
     assert [r["early_stopped"] for r in reports] == [0.0, 1.0]
+    assert [r["progress"] for r in reports] == [1 / 6, 1.0]  # the stop completes the search
     assert all(r["skip_edges"] > 0 for r in reports)
     assert "skip_connect" not in found.config.values()
 
