@@ -24,7 +24,8 @@ def imported_roots(modules: str) -> set[str]:
     [
         ("worker.cli, worker.agent", {"server"}),
         (
-            "morphml, morphml.optimizers, morphml.client, morphml.space, morphml.evaluators",
+            "morphml, morphml.optimizers, morphml.client, morphml.space, morphml.evaluators, "
+            "morphml.weight_sharing",
             {"server", "worker", "torch"},
         ),
         ("morphml.cli.main", {"server", "worker", "torch"}),

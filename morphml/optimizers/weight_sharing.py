@@ -29,6 +29,7 @@ from morphml.optimizers.base import Candidate, KnownHashes, Objective, Optimizer
 from morphml.optimizers.derived import MAX_METRICS, DerivedConfig, derived_configs, max_top_k
 from morphml.space.base import Space
 from morphml.space.cell import CellSpace
+from morphml.weight_sharing.settings import SearchSettings
 
 METHODS = ("darts", "spos")
 SUPERNET, FINAL, DONE = "supernet", "final", "done"
@@ -73,6 +74,7 @@ class WeightSharing:
         self.top_k = _check_top_k(space, top_k)
         self.final_budget = _check_budget(final_budget)
         self.search = _check_search(search)
+        _check_settings({**self.search, "method": method, "top_k": self.top_k})
         self.retries = check_int("retries", retries, 0, MAX_RETRIES)
         # The placeholders' draws start from (seed, attempt), so the state keeps one int rather
         # than a generator's 625 words. No seed: one drawn now, kept in the state.
@@ -214,8 +216,7 @@ def _check_budget(budget: Any) -> float | None:
 
 
 def _check_search(search: Any) -> dict[str, Any]:
-    """`search` as given: its values are checked where the search runs (the settings' class
-    needs torch, which the server never imports); here only its form."""
+    """`search` as given, checked for its form (its values: `_check_settings`)."""
     if search is None:
         return {}
     if not isinstance(search, dict) or not all(isinstance(key, str) for key in search):
@@ -228,3 +229,12 @@ def _check_search(search: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         raise ValueError("search must be plain JSON (numbers, strings, booleans, null)") from None
     return dict(search)
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """The settings as the worker will parse them, checked at submit (torch-free), so that a
+    bad value is a 422 naming it rather than a supernet task that fails on a worker."""
+    try:
+        SearchSettings.from_dict(settings)
+    except ValueError as exc:
+        raise ValueError(f"search.{exc}") from None

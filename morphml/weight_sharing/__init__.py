@@ -22,62 +22,22 @@ Method details: morphml.weight_sharing.darts, .spos, .derive, .evolution, .super
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from morphml.evaluators.datasets import Dataset
-from morphml.evaluators.train import configure_threads
-from morphml.space.cell import CellSpace
-from morphml.weight_sharing.cells import CellLayout, config_of
-from morphml.weight_sharing.darts import Darts
 from morphml.weight_sharing.settings import SearchSettings
-from morphml.weight_sharing.spos import Spos
-from morphml.weight_sharing.training import pick_device, to_tensors
-from morphml.weight_sharing.types import Report
+
+if TYPE_CHECKING:
+    from morphml.weight_sharing.runner import Derived, search
 
 
-@dataclass(frozen=True)
-class Derived:
-    """A derived cell: `space.build(config)` is the network; `score` its validation accuracy
-    (a fraction) with the supernet's shared weights."""
+def __getattr__(name: str) -> Any:
+    # `search` and `Derived` live with torch (runner.py); importing the package, or its
+    # settings, must not import torch (the server checks settings; tests/test_dependency_rule).
+    if name in ("Derived", "search"):
+        from morphml.weight_sharing import runner
 
-    config: dict[str, Any]
-    score: float
-
-
-def search(
-    space: CellSpace,
-    settings: SearchSettings,
-    data: Dataset,
-    report: Report | None = None,
-    device: str = "auto",
-) -> list[Derived]:
-    """Best first, at most settings.top_k, distinct canonical hashes (space.build(config).hash)."""
-    if not isinstance(settings, SearchSettings):
-        raise ValueError(f"settings: expected SearchSettings, got {type(settings).__name__}")
-    layout = CellLayout(space)  # refuses a space the supernet cannot mirror
-    if settings.method == "darts":
-        layout.check_derivable()
-        _check_skip_limit(layout, settings)
-    configure_threads()
-    tensors = to_tensors(data, space, pick_device(device))
-    sink: Report = report if report is not None else (lambda metrics: None)
-    if settings.method == "darts":
-        darts = Darts(space, settings, tensors, tensors.x_train.device)
-        found = [(path, darts.score(path)) for path in darts.run(sink)]
-    else:
-        found = Spos(space, settings, tensors, tensors.x_train.device).run(sink)
-    return [Derived(config_of(space, path), score) for path, score in found[: settings.top_k]]
-
-
-def _check_skip_limit(layout: CellLayout, settings: SearchSettings) -> None:
-    """A space whose derivable ops are skip_connect alone cannot keep fewer skip edges."""
-    fewest = layout.min_skips()
-    if settings.max_skip is not None and settings.max_skip < fewest:
-        raise ValueError(
-            f"max_skip: {settings.max_skip} is below the {fewest} skip_connect edges every "
-            "derived cell of this space has (its only op); use null or a higher limit"
-        )
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Derived", "SearchSettings", "search"]

@@ -139,6 +139,14 @@ def test_a_supernet_result_without_cells_fails_the_experiment_saying_why(
             {"optimizer": {"name": "weight_sharing", "params": {"search": {"top_k": 2}}}},
             "search.top_k",
         ),
+        (  # values too are checked at submit, not first on a worker
+            {"optimizer": {"name": "weight_sharing", "params": {"search": {"epochs": 0}}}},
+            "search.epochs",
+        ),
+        (
+            {"optimizer": {"name": "weight_sharing", "params": {"search": {"lr": "fast"}}}},
+            "search.lr",
+        ),
         (
             {"search_space": spec()["search_space"], "evaluator": {"kind": "proxy", "params": {}}},
             "search_space: weight_sharing searches a cell space",
