@@ -67,8 +67,9 @@ class Strict(BaseModel):
 
 class OptimizerSpec(Strict):
     """The search strategy, by registry name (`default` = `surrogate`, `random`,
-    `regularized_evolution`, `genetic`, `local_search`, `simulated_annealing`, `nsga2`, `asha`,
-    `hyperband`), with its parameters (e.g. `population_size`, `sample_size`)."""
+    `regularized_evolution`, `genetic`, `local_search`, `simulated_annealing`, `tpe`,
+    `differential_evolution`, `nsga2`, `asha`, `hyperband`, `bohb`, `weight_sharing`), with its
+    parameters (e.g. `population_size`, `sample_size`)."""
 
     name: Name = "default"
     params: JsonObject = Field(default_factory=dict)
