@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from morphml import Layer, SearchSpace
+from morphml import FloatRange, IntRange, Layer, SearchSpace
 from morphml.optimizers import (
     OPTIMIZERS,
     AcceptsKnown,
@@ -135,6 +135,29 @@ def name(request: pytest.FixtureRequest) -> str:
 
 
 class TestOptimizerContract:
+    def test_single_point_ranges_and_a_small_log_range_are_exhausted_cleanly(
+        self, name: str
+    ) -> None:
+        """Ranges of one value and a log range of three ints: every optimizer finds the three
+        architectures there are, each a member, and then asks for nothing it holds."""
+        space = SearchSpace("points").add_layers(
+            Layer.input(shape=(4,)),
+            Layer.dense(units=IntRange(3, 3)),
+            Layer.dropout(rate=FloatRange(0.2, 0.2)),
+            Layer.dense(units=IntRange(2, 4, log=True)),
+            Layer.output(units=2),
+        )
+        optimizer = make(name, space)
+        asked: list[Candidate] = []
+        for _ in range(6):
+            batch = optimizer.ask(2)
+            asked += batch
+            for candidate in batch:
+                optimizer.tell(candidate, {"val_accuracy": float(len(asked)), "params": 1.0})
+        assert {c.architecture.config["3.units"] for c in asked} == {2, 3, 4}
+        assert len({c.key for c in asked}) == len(asked)  # ASHA may promote one: a new budget
+        assert all(space.contains(c.architecture) for c in asked)
+
     def test_asks_valid_distinct_members_of_the_space(self, name: str) -> None:
         space = small_cell_space()
         asked = run(served(name, space), steps=40, batch=4, rng=random.Random(1))

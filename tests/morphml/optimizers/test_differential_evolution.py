@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from morphml import FloatRange, IntRange, Layer, SearchSpace
+from morphml import FloatRange, IntRange
 from morphml.optimizers import (
     Candidate,
     DifferentialEvolution,
@@ -183,25 +183,6 @@ def test_selection_improves_the_population_on_a_simple_objective() -> None:
             means.append(sum(scores(optimizer)) / 8)
     assert means == sorted(means)
     assert means[-1] >= means[0] + 1.5
-
-
-def test_single_point_ranges_and_a_small_log_range_are_exhausted_cleanly() -> None:
-    space = SearchSpace("points").add_layers(
-        Layer.input(shape=(4,)),
-        Layer.dense(units=IntRange(3, 3)),
-        Layer.dropout(rate=FloatRange(0.2, 0.2)),
-        Layer.dense(units=IntRange(2, 4, log=True)),
-        Layer.output(units=2),
-    )
-    optimizer = make_optimizer("differential_evolution", space, seed=0, population_size=4)
-    asked = []
-    for _ in range(6):
-        batch = optimizer.ask(2)
-        asked += batch
-        for candidate in batch:
-            optimizer.tell(candidate, {"val_accuracy": float(len(asked))})
-    assert sorted(c.architecture.config["3.units"] for c in asked) == [2, 3, 4]
-    assert all(space.contains(c.architecture) for c in asked)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from morphml import FloatRange, IntRange, Layer, SearchSpace
+from morphml import FloatRange, IntRange
 from morphml.optimizers import (
     TPE,
     Candidate,
@@ -193,25 +193,6 @@ def test_an_inactive_variable_is_left_to_the_observations_that_hold_it() -> None
         flatter.max() / flatter.min()
         < np.exp(alone.log_density(values)).max() / np.exp(alone.log_density(values)).min()
     )
-
-
-def test_single_point_ranges_and_a_small_log_range_are_exhausted_cleanly() -> None:
-    space = SearchSpace("points").add_layers(
-        Layer.input(shape=(4,)),
-        Layer.dense(units=IntRange(3, 3)),
-        Layer.dropout(rate=FloatRange(0.2, 0.2)),
-        Layer.dense(units=IntRange(2, 4, log=True)),
-        Layer.output(units=2),
-    )
-    optimizer = make_optimizer("tpe", space, seed=0, n_startup=1)
-    asked = []
-    for _ in range(6):
-        batch = optimizer.ask(2)
-        asked += batch
-        for candidate in batch:
-            optimizer.tell(candidate, {"val_accuracy": float(len(asked))})
-    assert sorted(c.architecture.config["3.units"] for c in asked) == [2, 3, 4]
-    assert all(space.contains(c.architecture) for c in asked)
 
 
 @pytest.mark.parametrize(
