@@ -25,7 +25,7 @@ from morphml.space.cell import CellSpace
 from morphml.weight_sharing.cells import Path
 from morphml.weight_sharing.derive import derive, raw_path
 from morphml.weight_sharing.settings import SearchSettings
-from morphml.weight_sharing.state import load, restore_rng, save
+from morphml.weight_sharing.state import Stateful, resume, save, snapshot
 from morphml.weight_sharing.supernet import Supernet
 from morphml.weight_sharing.training import (
     Tensors,
@@ -67,10 +67,10 @@ class Collapse:
             return self.safe_alpha
         return alpha.detach()
 
-    def state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {"over": self.over, "safe_alpha": self.safe_alpha, "stopped": self.stopped}
 
-    def load(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.over, self.stopped = int(state["over"]), bool(state["stopped"])
         self.safe_alpha = state["safe_alpha"]
 
@@ -201,24 +201,18 @@ class Darts:
                 w.add_(g, alpha=r)  # back to where they were
         return (grads[0] - grads[1]) / (2 * r)
 
-    def state(self) -> dict[str, Any]:
+    def parts(self) -> dict[str, Stateful]:
+        """What a checkpoint holds, by name."""
         return {
-            "fingerprint": self.fingerprint,
-            "model": self.model.state_dict(),
-            "w_opt": self.w_opt.state_dict(),
-            "a_opt": self.a_opt.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "collapse": self.collapse.state(),
+            "model": self.model,
+            "w_opt": self.w_opt,
+            "a_opt": self.a_opt,
+            "schedule": self.schedule,
+            "collapse": self.collapse,
         }
 
+    def state(self) -> dict[str, Any]:
+        return snapshot(self.fingerprint, self.parts())
+
     def resume(self) -> int:
-        state = load(self.fingerprint, self.model.alpha.device)
-        if state is None:
-            return 0
-        self.model.load_state_dict(state["model"])
-        self.w_opt.load_state_dict(state["w_opt"])
-        self.a_opt.load_state_dict(state["a_opt"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.collapse.load(state["collapse"])
-        restore_rng(state, self.shuffle)
-        return int(state["epoch"])
+        return resume(self.fingerprint, self.parts(), self.shuffle, self.model.alpha.device)

@@ -20,7 +20,7 @@ from morphml.space.cell import CellSpace
 from morphml.weight_sharing.cells import Path
 from morphml.weight_sharing.evolution import Evolution
 from morphml.weight_sharing.settings import SearchSettings
-from morphml.weight_sharing.state import load, restore_rng, save
+from morphml.weight_sharing.state import Stateful, resume, save, snapshot
 from morphml.weight_sharing.supernet import Supernet
 from morphml.weight_sharing.training import (
     Tensors,
@@ -93,20 +93,12 @@ class Spos:
             total, count = total + float(loss.detach()) * len(batch), count + len(batch)
         return total / count
 
+    def parts(self) -> dict[str, Stateful]:
+        """What a checkpoint holds, by name."""
+        return {"model": self.model, "opt": self.opt, "schedule": self.schedule}
+
     def state(self) -> dict[str, Any]:
-        return {
-            "fingerprint": self.fingerprint,
-            "model": self.model.state_dict(),
-            "opt": self.opt.state_dict(),
-            "schedule": self.schedule.state_dict(),
-        }
+        return snapshot(self.fingerprint, self.parts())
 
     def resume(self) -> int:
-        state = load(self.fingerprint, self.model.alpha.device)
-        if state is None:
-            return 0
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.schedule.load_state_dict(state["schedule"])
-        restore_rng(state, self.shuffle)
-        return int(state["epoch"])
+        return resume(self.fingerprint, self.parts(), self.shuffle, self.model.alpha.device)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -21,6 +22,37 @@ from morphml.evaluators import context
 from morphml.evaluators.checkpoints import random_states, restore_random_states
 
 FILE_PREFIX = "supernet-checkpoint"
+
+
+class Stateful(Protocol):
+    """What a checkpoint holds a part of: a module, an optimizer, a schedule, DARTS' collapse
+    bookkeeping."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> Any: ...
+
+
+def snapshot(fingerprint: dict[str, Any], parts: Mapping[str, Stateful]) -> dict[str, Any]:
+    """A search's state to `save`: its fingerprint and every part's state by name."""
+    return {"fingerprint": fingerprint, **{name: p.state_dict() for name, p in parts.items()}}
+
+
+def resume(
+    fingerprint: dict[str, Any],
+    parts: Mapping[str, Stateful],
+    shuffle: torch.Generator,
+    device: torch.device,
+) -> int:
+    """Load the context's checkpoint of this search into `parts` and the random states; the
+    epoch it was taken after (0: none, start from scratch)."""
+    state = load(fingerprint, device)
+    if state is None:
+        return 0
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    restore_random_states(state["rng"], shuffle)
+    return int(state["epoch"])
 
 
 def save(epoch: int, state: dict[str, Any], shuffle: torch.Generator) -> None:
@@ -55,10 +87,6 @@ def load(fingerprint: dict[str, Any], device: torch.device) -> dict[str, Any] | 
         return None
     print(f"morphml: resuming the supernet after epoch {state['epoch']}", flush=True)
     return state
-
-
-def restore_rng(state: dict[str, Any], shuffle: torch.Generator) -> None:
-    restore_random_states(state["rng"], shuffle)
 
 
 def _warn(message: str) -> None:
