@@ -20,7 +20,15 @@ from morphml.wire import ArtifactPublic
 from server.artifacts.stream import TooLargeError
 from server.db import db_now, read, unit
 from server.errors import ConflictError, NotFoundError, StaleLeaseError
-from server.models import ARTIFACT, FINISHED_STATES, TASK, ArtifactState, TaskState
+from server.models import (
+    ARTIFACT,
+    EXPERIMENT,
+    FINISHED_STATES,
+    TASK,
+    ArtifactState,
+    ExperimentStatus,
+    TaskState,
+)
 from server.store import sql as S
 from server.store import warm_start
 from server.store.artifact_columns import PUBLIC_COLUMNS, public
@@ -372,10 +380,25 @@ def _drop_weights(
         ARTIFACT.status != ArtifactState.DELETING,
         ARTIFACT.task_id.in_(finished),
         ARTIFACT.task_id.not_in(warm_start.needed_by_promotions(experiment_id).scalar_subquery()),
+        ARTIFACT.task_id.not_in(_untold(experiment_id).scalar_subquery()),
     )
     if keep != "none":
         dropped = sa.and_(dropped, ARTIFACT.task_id.not_in(kept.scalar_subquery()))
     return _mark(connection, dropped)
+
+
+def _untold(experiment_id: int) -> sa.Select[Any]:
+    """Tasks of a live experiment whose outcome its optimizer has not been told yet: the refill
+    that tells it may promote the task (ASHA, Hyperband), so its weights wait for that refill.
+    A clean-up spawned by an earlier completion can otherwise run between a completion and the
+    refill that creates its promotion, and drop the weights the promotion would start from."""
+    live = sa.select(EXPERIMENT.id).where(
+        EXPERIMENT.id == experiment_id,
+        EXPERIMENT.status.in_((ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)),
+    )
+    return sa.select(TASK.id).where(
+        TASK.experiment_id.in_(live.scalar_subquery()), TASK.tell_pending.is_(True)
+    )
 
 
 def doomed_rows(engine: Engine, *, limit: int = 100) -> list[Doomed]:
